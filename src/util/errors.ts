@@ -1,0 +1,21 @@
+/**
+ * User-facing errors. Anything thrown as a QzoError reaches the user as one line
+ * (its message) and the process exits with `exitCode`: 1 for bad input (a spec,
+ * a model file, data), 2 for bad usage (flags, arguments). Any other exception is
+ * a bug in qzo and is reported as such.
+ */
+export class QzoError extends Error {
+  readonly exitCode: 1 | 2;
+
+  constructor(message: string, exitCode: 1 | 2 = 1) {
+    super(message);
+    this.name = "QzoError";
+    this.exitCode = exitCode;
+  }
+}
+
+/** A bad-input error about a file at a byte offset: `file: at byte N: message`. */
+export function fileError(file: string, offset: number | undefined, message: string): QzoError {
+  const where = offset === undefined ? "" : ` at byte ${offset}:`;
+  return new QzoError(`${file}:${where} ${message}`);
+}
