@@ -38,6 +38,8 @@ export class DiagnosticBag {
   readonly items: Diagnostic[] = [];
 
   error(span: Span, message: string, hint?: string): void {
+    // A graph inlined into another is checked once per use; report each error once.
+    if (this.items.some((d) => d.span.file === span.file && d.span.start === span.start && d.message === message)) return;
     this.items.push(hint === undefined ? { span, message } : { span, message, hint });
   }
 

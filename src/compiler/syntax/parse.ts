@@ -49,7 +49,7 @@ function syntaxError(file: SourceFile, e: IRecognitionException): [A.Node["span"
   const tok = e.token;
   const atEnd = tok.tokenType?.name === "EOF" || Number.isNaN(tok.startOffset);
   const start = atEnd ? Math.max(0, trimmedEnd(file.text) - 1) : tok.startOffset;
-  const end = atEnd ? start + 1 : (tok.endOffset ?? start) + 1;
+  const end = atEnd ? start + 1 : start + Math.max(1, tok.image.length);
   const found = atEnd ? "end of file" : `'${tok.image}'`;
   const expected = expectedFrom(e);
   return [{ file, start, end }, `expected ${expected}, found ${found}`];

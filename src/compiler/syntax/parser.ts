@@ -21,12 +21,12 @@ class QzoParser extends EmbeddedActionsParser {
 
   private from(start: IToken): Span {
     const last = this.LA(0);
-    const end = last.endOffset !== undefined && !Number.isNaN(last.endOffset) ? last.endOffset + 1 : start.startOffset;
+    const end = Number.isNaN(last.startOffset) ? start.startOffset : last.startOffset + last.image.length;
     return { file: this.file, start: start.startOffset, end: Math.max(end, start.startOffset) };
   }
 
   private tokSpan(t: IToken): Span {
-    return { file: this.file, start: t.startOffset, end: (t.endOffset ?? t.startOffset) + 1 };
+    return { file: this.file, start: t.startOffset, end: t.startOffset + t.image.length };
   }
 
   private ident(t: IToken): A.Ident {

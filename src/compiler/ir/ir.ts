@@ -1,0 +1,218 @@
+/**
+ * The typed IR: what the checker produces and every later stage consumes.
+ *
+ * A Module holds the resolved config, the checked quantization formats, the
+ * parameters and one SSA dataflow graph per `graph`/`loss` declaration (calls
+ * to other graphs are inlined). Every value has a dtype and a symbolic shape
+ * (strings in the canonical form of ./symbolic.ts); every node records the
+ * source location it came from. The IR is plain data: it serializes to JSON
+ * and back without loss (./json.ts).
+ */
+
+export type FloatDType = "f32" | "f16" | "bf16";
+export type IntDType = "i32" | "i64" | "i16" | "i8" | "u8";
+export type DType = FloatDType | IntDType;
+
+export const FLOAT_DTYPES: readonly FloatDType[] = ["f32", "f16", "bf16"];
+export const INT_DTYPES: readonly IntDType[] = ["i32", "i64", "i16", "i8", "u8"];
+
+export function isFloatDType(s: string): s is FloatDType {
+  return (FLOAT_DTYPES as readonly string[]).includes(s);
+}
+
+export function isDType(s: string): s is DType {
+  return isFloatDType(s) || (INT_DTYPES as readonly string[]).includes(s);
+}
+
+/** Where a node or declaration came from: `path:line:col`. */
+export interface Loc {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** The element type of a value: a plain dtype or the name of a quantization format. */
+export type Elem = { kind: "dtype"; dtype: DType } | { kind: "quant"; format: string };
+
+export interface TensorType {
+  elem: Elem;
+  /** Canonical symbolic dimensions; [] is a scalar. */
+  shape: string[];
+}
+
+// ------------------------------------------------------------------ config
+
+export type ConfigValue =
+  | { type: "int"; value: number; expr: string }
+  | { type: "float"; value: number; expr: string }
+  | { type: "format"; value: string; expr: string };
+
+export interface ConfigEntryIR {
+  name: string;
+  /** The default as written (`dim / n_heads`) and its value with all defaults applied. */
+  value: ConfigValue;
+  /** For int entries defined from others: the canonical expansion over base entries. */
+  expansion?: string;
+  loc: Loc;
+}
+
+// ------------------------------------------------------------------ formats
+
+export interface FormatIR {
+  name: string;
+  code: { signed: boolean; bits: number; offset: number; lookup?: string };
+  block: { size: number; axis: "in" | "out" };
+  scale: { dtype: FloatDType; per: "block" | "row" | "tensor" };
+  zero?: { signed: boolean; bits: number; adjust: number };
+  min?: { dtype: FloatDType };
+  codebooks: CodebookIR[];
+  layout: RecordLayoutIR | TensorsLayoutIR;
+  /** The dequantization formula derived from the declaration, for people. */
+  formula: string;
+  /** Bits of storage per weight, all fields counted (for Q4_0: 4.5). */
+  bitsPerWeight: number;
+  loc: Loc;
+}
+
+export interface CodebookIR {
+  name: string;
+  dtype: FloatDType;
+  shape: number[];
+  /** Constant tables carry their values; additive codebooks live in the checkpoint. */
+  values?: number[];
+  additive: boolean;
+}
+
+/** A field position: expressions over the index variables, as canonical strings. */
+export interface RecordFieldIR {
+  field: "scale" | "zero" | "min" | "code";
+  /** Start bit of element i in the record's little-endian bit stream: 8*byte + bit. */
+  bitExpr: string;
+  index?: string;
+}
+
+export interface RecordLayoutIR {
+  kind: "record";
+  bytes: number;
+  fields: RecordFieldIR[];
+}
+
+export interface TensorFieldIR {
+  field: "scale" | "zero" | "min" | "code";
+  tensor: string;
+  dtype: DType;
+  shape: string[];
+  at: string[];
+  bit?: string;
+}
+
+export interface TensorsLayoutIR {
+  kind: "tensors";
+  fields: TensorFieldIR[];
+}
+
+// ------------------------------------------------------------------ params
+
+export interface SourceNameIR {
+  tensor: string;
+  index?: string;
+  transforms: { name: string; args: string[] }[];
+}
+
+export interface ParamIR {
+  name: string;
+  /** A parameter declared in `for l in 0..n` is an array: one tensor per index. */
+  array?: { var: string; from: string; to: string };
+  type: TensorType;
+  /** The storage to fall back to when the format does not fit the shape. */
+  fallback?: FloatDType;
+  /** For the config defaults: the storage in use ("q4_0", or "f16" after a fallback). */
+  resolved: string;
+  /** Per checkpoint family (llama2c, gguf, hf...), the names tried in order. */
+  sources: Record<string, SourceNameIR[]>;
+  /** How the graphs use it: "linear", "embedding" or "other" (for trainable selectors). */
+  uses: string[];
+  loc: Loc;
+}
+
+// ------------------------------------------------------------------ graphs
+
+export type AttrValue = number | boolean | string;
+
+export interface ValueIR {
+  id: number;
+  type: TensorType;
+  /** The source variable this value was bound to, if any. */
+  name?: string;
+}
+
+export interface NodeIR {
+  op: string;
+  inputs: number[];
+  outputs: number[];
+  attrs: Record<string, AttrValue>;
+  /** `for` nodes: the loop body. */
+  body?: BlockIR;
+  loc: Loc;
+}
+
+/**
+ * A block: its arguments (a loop's index and carried values), its nodes in
+ * order, and the values it yields (a loop's next carried values).
+ */
+export interface BlockIR {
+  args: number[];
+  nodes: NodeIR[];
+  yields: number[];
+}
+
+export interface GraphIR {
+  name: string;
+  role: "graph" | "loss";
+  inputs: number[];
+  outputs: number[];
+  values: ValueIR[];
+  body: BlockIR;
+  loc: Loc;
+}
+
+// ------------------------------------------------------------------ training
+
+export interface TrainableIR {
+  /** A parameter name and the part of it that is trained. */
+  param: string;
+  field: "scale" | "min" | "weight";
+}
+
+export interface TrainIR {
+  loss: string;
+  trainable: TrainableIR[];
+  eps: number;
+  epsMode: "absolute" | "relative";
+  lr: number;
+  schedule: "constant" | "linear" | "cosine";
+  warmup: number;
+  clip: number;
+  directions: number;
+  z: "gaussian" | "rademacher";
+  scaleFloor: number;
+  batch: number;
+  steps: number;
+  evalEvery: number;
+  seed: number;
+}
+
+export interface ModuleIR {
+  name: string;
+  source: string;
+  config: ConfigEntryIR[];
+  formats: FormatIR[];
+  params: ParamIR[];
+  graphs: GraphIR[];
+  train: TrainIR;
+}
+
+export function typeString(t: TensorType): string {
+  const base = t.elem.kind === "dtype" ? t.elem.dtype : t.elem.format;
+  return `${base}[${t.shape.join(", ")}]`;
+}

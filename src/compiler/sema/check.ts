@@ -1,0 +1,738 @@
+/**
+ * Semantic analysis of a model: config, parameters, graphs and the train
+ * block, checked and lowered to the typed IR (../ir/ir.ts) in one walk.
+ * Errors are collected, not thrown, so one run reports every error of a file.
+ */
+import type * as A from "../syntax/ast.js";
+import type { DiagnosticBag } from "../diagnostics.js";
+import {
+  type AttrValue, type BlockIR, type ConfigEntryIR, type ConfigValue, type DType, type FloatDType, type FormatIR,
+  type GraphIR, type ModuleIR, type NodeIR, type ParamIR, type SourceNameIR, type TensorType, type TrainIR,
+  type TrainableIR, type ValueIR, isDType, isFloatDType,
+} from "../ir/ir.js";
+import { Sym } from "../ir/symbolic.js";
+import { EvalFailed, attempt, describeExpr, evalNumber, evalSym, fail, suggest } from "./evaluate.js";
+import { checkFormat } from "./formats.js";
+import { locOf } from "./loc.js";
+import { BINARY_OPS, type CType, type InferCtx, OPS } from "./ops.js";
+import type { Program } from "./program.js";
+import { TRAIN_DEFAULTS, checkTrain } from "./train.js";
+
+/** Config values given from outside (command line, checkpoint metadata). */
+export type ConfigOverrides = Record<string, string | number>;
+
+interface ConfigSym {
+  entry: A.ConfigEntry;
+  type: "int" | "float" | "format";
+  number?: number;
+  storage?: string;
+  /** Ints: the symbolic value (an atom for a base entry, the expansion for a derived one). */
+  sym?: Sym;
+}
+
+interface ParamSym {
+  decl: A.ParamDecl;
+  ir: ParamIR;
+  ctype: CType;
+}
+
+export function checkModel(
+  program: Program,
+  model: A.ModelDecl,
+  overrides: ConfigOverrides,
+  diags: DiagnosticBag,
+): ModuleIR | undefined {
+  const formats = new Map<string, FormatIR>();
+  for (const [name, decl] of program.formats) {
+    const f = checkFormat(decl, diags);
+    if (f) formats.set(name, f);
+  }
+  const c = new ModelChecker(program, model, formats, diags);
+  return c.run(overrides);
+}
+
+class ModelChecker {
+  private config = new Map<string, ConfigSym>();
+  private params = new Map<string, ParamSym>();
+  private graphs = new Map<string, A.GraphDecl>();
+  private configIR: ConfigEntryIR[] = [];
+
+  constructor(
+    private readonly program: Program,
+    private readonly model: A.ModelDecl,
+    private readonly formats: Map<string, FormatIR>,
+    private readonly diags: DiagnosticBag,
+  ) {}
+
+  run(overrides: ConfigOverrides): ModuleIR | undefined {
+    const configs = this.model.items.filter((i): i is A.ConfigBlock => i.kind === "config");
+    for (const extra of configs.slice(1)) this.diags.error(extra.span, "a model has one config block", "merge the entries into the first");
+    this.checkConfig(configs[0]?.entries ?? [], overrides);
+    for (const item of this.model.items) {
+      if (item.kind === "param") this.checkParam(item, undefined);
+      if (item.kind === "param_loop") this.checkParamLoop(item);
+      if (item.kind === "graph") {
+        const prev = this.graphs.get(item.name.name);
+        if (prev) this.diags.error(item.name.span, `graph '${item.name.name}' is declared twice`);
+        else this.graphs.set(item.name.name, item);
+      }
+    }
+    const graphs: GraphIR[] = [];
+    for (const g of this.graphs.values()) {
+      const ir = attempt(() => new GraphLowering(this, g).lower());
+      if (ir) graphs.push(ir);
+    }
+    const trains = this.model.items.filter((i): i is A.TrainBlock => i.kind === "train");
+    for (const extra of trains.slice(1)) this.diags.error(extra.span, "a model has one train block");
+    const train = checkTrain(trains[0], this.model, [...this.graphs.values()], [...this.params.values()].map((p) => p.ir), new Set([...this.formats.values()].filter((f) => f.min).map((f) => f.name)), this.diags);
+    if (this.diags.hasErrors || !train) return undefined;
+    return {
+      name: this.model.name.name,
+      source: this.program.root.path,
+      config: this.configIR,
+      formats: [...this.formats.values()],
+      params: [...this.params.values()].map((p) => p.ir),
+      graphs,
+      train,
+    };
+  }
+
+  // ---------------------------------------------------------------- config
+
+  private checkConfig(entries: A.ConfigEntry[], overrides: ConfigOverrides): void {
+    const unknown = Object.keys(overrides).filter((k) => !entries.some((e) => e.name.name === k));
+    for (const k of unknown) {
+      this.diags.error(this.model.name.span, `config override '${k}' names no entry of model '${this.model.name.name}'`, suggest(k, entries.map((e) => e.name.name)));
+    }
+    for (const e of entries) {
+      const name = e.name.name;
+      if (this.config.has(name)) {
+        this.diags.error(e.name.span, `config entry '${name}' is declared twice`);
+        continue;
+      }
+      const type = e.type.name;
+      if (type !== "int" && type !== "float" && type !== "format") {
+        this.diags.error(e.type.span, `unknown config type '${type}'`, "a config entry is 'int', 'float' or 'format'");
+        continue;
+      }
+      const over = overrides[name];
+      const entry = attempt(() => this.configEntry(e, type, over));
+      if (entry) this.config.set(name, entry);
+    }
+  }
+
+  private configEntry(e: A.ConfigEntry, type: "int" | "float" | "format", over: string | number | undefined): ConfigSym {
+    const name = e.name.name;
+    const exprText = exprString(e.value);
+    if (type === "format") {
+      const value = over !== undefined ? String(over) : this.storageName(e.value);
+      if (over !== undefined && !this.isStorage(value)) {
+        fail(this.diags, e.name, `config override ${name}=${value} is not a format or float dtype`, this.storageHint(value));
+      }
+      this.configIR.push({ name, value: { type, value, expr: exprText }, loc: locOf(e.name) });
+      return { entry: e, type, storage: value };
+    }
+    const num = over !== undefined ? Number(over) : evalNumber(e.value, (n) => this.configNumber(n, e.value), this.diags, `config entry '${name}'`);
+    if (Number.isNaN(num)) fail(this.diags, e.name, `config override ${name}=${over} is not a number`);
+    if (type === "int" && !Number.isInteger(num)) fail(this.diags, e.value, `config entry '${name}' is an int but its value is ${num}`);
+    let sym: Sym | undefined;
+    let expansion: string | undefined;
+    if (type === "int") {
+      const derived = over === undefined && e.value.kind !== "number";
+      sym = derived ? evalSym(e.value, (n) => this.config.get(n)?.sym, this.diags, `config entry '${name}'`) : Sym.atom(name);
+      if (derived) expansion = sym.toString();
+    }
+    const value: ConfigValue = { type, value: num, expr: over !== undefined ? String(over) : exprText };
+    this.configIR.push({ name, value, ...(expansion ? { expansion } : {}), loc: locOf(e.name) });
+    return { entry: e, type, number: num, ...(sym ? { sym } : {}) };
+  }
+
+  private configNumber(n: string, at: A.Node): number | undefined {
+    const c = this.config.get(n);
+    if (!c) return undefined;
+    if (c.number === undefined) fail(this.diags, at, `config entry '${n}' is a format, not a number`);
+    return c.number;
+  }
+
+  private isStorage(s: string): boolean {
+    return this.formats.has(s) || isFloatDType(s) || this.program.formats.has(s);
+  }
+
+  private storageHint(s: string): string | undefined {
+    return suggest(s, [...this.program.formats.keys(), "f32", "f16", "bf16"]) ?? `known formats: ${[...this.program.formats.keys()].join(", ")}`;
+  }
+
+  /** A format-typed config value: a format name, a float dtype, or another format entry. */
+  private storageName(e: A.Expr): string {
+    if (e.kind !== "name") return fail(this.diags, e, `a format entry takes a format or dtype name, found ${describeExpr(e)}`);
+    const c = this.config.get(e.name);
+    if (c?.type === "format") return c.storage!;
+    if (this.isStorage(e.name)) return e.name;
+    return fail(this.diags, e, `unknown format '${e.name}'`, this.storageHint(e.name));
+  }
+
+  /** Resolves a type's base: a dtype, a format, or a format entry of the config. */
+  resolveStorage(id: A.Ident): string {
+    const c = this.config.get(id.name);
+    if (c?.type === "format") return c.storage!;
+    if (isDType(id.name) || this.program.formats.has(id.name)) return id.name;
+    return fail(this.diags, id, `unknown type '${id.name}'`, suggest(id.name, [...this.program.formats.keys(), "f32", "f16", "bf16", "i32"]) ?? "a type is a dtype (f32, f16, bf16, i32...), a format, or a config entry of type format");
+  }
+
+  /** Symbolic value of a config name inside shapes (ints only). */
+  configSym(name: string, at: A.Node): Sym | undefined {
+    const c = this.config.get(name);
+    if (!c) return undefined;
+    if (!c.sym) fail(this.diags, at, `config entry '${name}' is a ${c.type}, not an int, and cannot be a dimension`);
+    return c.sym;
+  }
+
+  configValue(name: string): number | undefined {
+    return this.config.get(name)?.number;
+  }
+
+  /** Concrete value of a dimension with the config defaults (undefined if it has free symbols). */
+  concrete(d: Sym): number | undefined {
+    let ok = true;
+    const v = d.substitute((a) => {
+      const n = this.config.get(a)?.number;
+      if (n === undefined) ok = false;
+      return n === undefined ? undefined : Sym.int(n);
+    });
+    return ok ? v.constant : undefined;
+  }
+
+  /** Canonical form a person reads: a dimension equal to a derived config entry prints as its name. */
+  show = (d: Sym): string => {
+    const text = d.toString();
+    if (this.config.has(text)) return text;
+    for (const e of this.configIR) if (e.expansion === text) return e.name;
+    return text;
+  };
+
+  // ---------------------------------------------------------------- params
+
+  private checkParamLoop(loop: A.ParamLoop): void {
+    const from = attempt(() => evalSym(loop.from, (n) => this.configSym(n, loop.from), this.diags, "a loop bound"));
+    const to = attempt(() => evalSym(loop.to, (n) => this.configSym(n, loop.to), this.diags, "a loop bound"));
+    for (const p of loop.params) {
+      if (!p.index) {
+        this.diags.error(p.name.span, `parameter '${p.name.name}' is declared in a loop over '${loop.var.name}' but not indexed by it`, `write: param ${p.name.name}[${loop.var.name}]: ...`);
+        continue;
+      }
+      if (p.index.name !== loop.var.name) {
+        this.diags.error(p.index.span, `parameter '${p.name.name}' is indexed by '${p.index.name}' but the loop variable is '${loop.var.name}'`);
+        continue;
+      }
+      if (from && to) this.checkParam(p, { var: loop.var.name, from: from.toString(), to: to.toString() });
+    }
+  }
+
+  private checkParam(p: A.ParamDecl, array: ParamIR["array"] | undefined): void {
+    const name = p.name.name;
+    if (this.params.has(name)) {
+      this.diags.error(p.name.span, `parameter '${name}' is declared twice`);
+      return;
+    }
+    if (p.index && !array) {
+      this.diags.error(p.index.span, `parameter '${name}' is indexed by '${p.index.name}' outside a 'for ${p.index.name} in ...' block`);
+      return;
+    }
+    attempt(() => {
+      const storage = this.resolveStorage(p.type.base);
+      const shape = p.type.shape.map((e) => evalSym(e, (n) => this.configSym(n, e), this.diags, "a dimension"));
+      if (shape.length === 0) fail(this.diags, p.type, `parameter '${name}' needs a shape, e.g. f32[dim]`);
+      let fallback: FloatDType | undefined;
+      if (p.type.fallback) {
+        if (!isFloatDType(p.type.fallback.name)) fail(this.diags, p.type.fallback, `a fallback storage is a float dtype (f32, f16, bf16), found '${p.type.fallback.name}'`);
+        fallback = p.type.fallback.name;
+      }
+      const fmt = this.formats.get(storage);
+      let resolved = storage;
+      if (this.program.formats.has(storage) && !fmt) fail(this.diags, p.type.base, `format '${storage}' has errors (reported above)`);
+      if (fmt) {
+        if (shape.length !== 2) fail(this.diags, p.type, `a quantized parameter is a matrix [out, in], but '${name}' has ${shape.length} dimensions`);
+        const axisDim = fmt.block.axis === "in" ? shape[1]! : shape[0]!;
+        const n = this.concrete(axisDim);
+        if (fmt.block.size > 0 && n !== undefined && n % fmt.block.size !== 0) {
+          if (fallback) resolved = fallback;
+          else {
+            fail(
+              this.diags, p.type,
+              `format '${storage}' quantizes blocks of ${fmt.block.size} along ${fmt.block.axis}, which does not divide ${fmt.block.axis} = ${this.show(axisDim)} = ${n} of parameter '${name}'`,
+              `declare a fallback storage for such shapes: ${p.type.base.name}[...] or f16`,
+            );
+          }
+        }
+      } else if (fallback) {
+        fail(this.diags, p.type.fallback!, `'or ${fallback}' is a fallback for quantized storage, but '${name}' is stored as ${storage}`);
+      }
+      const type: TensorType = {
+        elem: fmt ? { kind: "quant", format: storage } : { kind: "dtype", dtype: storage as DType },
+        shape: shape.map(String),
+      };
+      const ir: ParamIR = {
+        name,
+        type,
+        resolved,
+        sources: this.checkSources(p, array),
+        uses: [],
+        loc: locOf(p.name),
+        ...(array ? { array } : {}),
+        ...(fallback ? { fallback } : {}),
+      };
+      this.params.set(name, { decl: p, ir, ctype: { elem: type.elem, shape } });
+    });
+  }
+
+  private checkSources(p: A.ParamDecl, array: ParamIR["array"] | undefined): Record<string, SourceNameIR[]> {
+    const out: Record<string, SourceNameIR[]> = {};
+    for (const s of p.sources) {
+      const fam = s.family.name;
+      if (out[fam]) {
+        this.diags.error(s.family.span, `parameter '${p.name.name}' names a '${fam}' source twice`, "list alternatives with 'or'");
+        continue;
+      }
+      out[fam] = s.names.map((n) => {
+        for (const m of n.tensor.value.matchAll(/\{([^}]*)\}/g)) {
+          if (!array || m[1] !== array.var) {
+            this.diags.error(n.tensor.span, `'{${m[1]}}' in a tensor name must be the loop variable${array ? ` '${array.var}'` : ", but this parameter is not in a loop"}`);
+          }
+        }
+        const index = n.index && attempt(() => evalSym(n.index!, (v) => (array && v === array.var ? Sym.atom(v) : this.configSym(v, n.index!)), this.diags, "a layer index"));
+        const transforms = n.transforms.map((t) => {
+          const spec = TRANSFORMS[t.callee.name];
+          if (!spec) {
+            this.diags.error(t.callee.span, `unknown load transform '${t.callee.name}'`, `known transforms: ${Object.keys(TRANSFORMS).join(", ")}`);
+          } else if (t.args.length !== spec.args || t.named.length > 0) {
+            this.diags.error(t.span, `'${t.callee.name}' takes ${spec.args} argument${spec.args === 1 ? "" : "s"} (${spec.doc})`);
+          }
+          const args = t.args.map((a) => attempt(() => evalSym(a, (v) => this.configSym(v, a), this.diags, "a transform argument"))?.toString() ?? "?");
+          return { name: t.callee.name, args };
+        });
+        return { tensor: n.tensor.value, transforms, ...(index ? { index: index.toString() } : {}) };
+      });
+    }
+    return out;
+  }
+
+  param(name: string): ParamSym | undefined {
+    return this.params.get(name);
+  }
+
+  paramNames(): string[] {
+    return [...this.params.keys()];
+  }
+
+  graph(name: string): A.GraphDecl | undefined {
+    return this.graphs.get(name);
+  }
+
+  graphNames(): string[] {
+    return [...this.graphs.keys()];
+  }
+
+  get diagnostics(): DiagnosticBag {
+    return this.diags;
+  }
+}
+
+/** Transforms applied to a checkpoint tensor while loading it. */
+export const TRANSFORMS: Record<string, { args: number; doc: string }> = {
+  unpermute_rope: { args: 1, doc: "heads: reorder each head's rows from rotate-half (Hugging Face) to interleaved pairs" },
+  permute_rope: { args: 1, doc: "heads: reorder each head's rows from interleaved pairs to rotate-half" },
+  transpose: { args: 0, doc: "swap the two dimensions of a matrix" },
+};
+
+function exprString(e: A.Node): string {
+  return e.span.file.text.slice(e.span.start, e.span.end);
+}
+
+// ------------------------------------------------------------------ graphs
+
+/** A name bound in a graph body: an SSA value, or a value whose definition failed. */
+type Binding = number | "poisoned";
+
+class GraphLowering {
+  private values: ValueIR[] = [];
+  private ctypes: CType[] = [];
+  private freeDims = new Map<string, Sym>();
+  private loopVars = new Set<string>();
+  private inlining: string[] = [];
+
+  constructor(
+    private readonly m: ModelChecker,
+    private readonly g: A.GraphDecl,
+  ) {}
+
+  private get diags(): DiagnosticBag {
+    return this.m.diagnostics;
+  }
+
+  lower(): GraphIR {
+    const g = this.g;
+    this.inlining.push(g.name.name);
+    const env = new Map<string, Binding>();
+    const inputs: number[] = [];
+    for (const inp of g.inputs) {
+      if (env.has(inp.name.name)) {
+        this.diags.error(inp.name.span, `input '${inp.name.name}' is declared twice`);
+        continue;
+      }
+      const t = attempt(() => this.inputType(inp.type));
+      const id = t ? this.newValue(t, inp.name.name) : "poisoned";
+      env.set(inp.name.name, id);
+      if (typeof id === "number") inputs.push(id);
+    }
+    const block: BlockIR = { args: [], nodes: [], yields: [] };
+    const ret = this.lowerBody(g.body, env, block, true);
+    if (ret === undefined) fail(this.diags, g.name, `${g.role} '${g.name.name}' has no 'return'`);
+    if (ret === "poisoned") throw new EvalFailed("poisoned return");
+    const rt = this.ctypes[ret]!;
+    if (g.role === "loss" && !(rt.shape.length === 0 && rt.elem.kind === "dtype" && rt.elem.dtype === "f32")) {
+      fail(this.diags, g.name, `loss '${g.name.name}' must return an f32 scalar, but returns ${this.typeText(rt)}`);
+    }
+    if (g.result) {
+      const want = this.inputType(g.result);
+      if (!this.sameType(want, rt)) fail(this.diags, g.result, `'${g.name.name}' declares result ${this.typeText(want)} but returns ${this.typeText(rt)}`);
+    }
+    return {
+      name: g.name.name,
+      role: g.role,
+      inputs,
+      outputs: [ret],
+      values: this.values,
+      body: block,
+      loc: locOf(g.name),
+    };
+  }
+
+  /** A graph input or result type: a plain dtype; unknown shape names become graph dimensions. */
+  private inputType(t: A.TypeExpr): CType {
+    const dt = t.base.name;
+    if (!isDType(dt)) {
+      return fail(this.diags, t.base, `graph values have a plain dtype (f32, i32...), found '${dt}'`);
+    }
+    if (t.fallback) fail(this.diags, t.fallback, "a fallback storage only applies to quantized parameters");
+    const shape = t.shape.map((e) =>
+      evalSym(e, (n) => {
+        const c = this.m.configSym(n, e);
+        if (c) return c;
+        if (!this.freeDims.has(n)) this.freeDims.set(n, Sym.atom(n));
+        return this.freeDims.get(n);
+      }, this.diags, "a dimension"),
+    );
+    return { elem: { kind: "dtype", dtype: dt }, shape };
+  }
+
+  private dimScope = (at: A.Node) => (n: string): Sym | undefined => this.m.configSym(n, at) ?? this.freeDims.get(n) ?? (this.loopVars.has(n) ? Sym.atom(n) : undefined);
+
+  private sameType(a: CType, b: CType): boolean {
+    const ea = a.elem.kind === "dtype" ? a.elem.dtype : a.elem.format;
+    const eb = b.elem.kind === "dtype" ? b.elem.dtype : b.elem.format;
+    return ea === eb && a.shape.length === b.shape.length && a.shape.every((d, i) => d.equals(b.shape[i]!));
+  }
+
+  private typeText(t: CType): string {
+    const e = t.elem.kind === "dtype" ? t.elem.dtype : t.elem.format;
+    return `${e}[${t.shape.map(this.m.show).join(", ")}]`;
+  }
+
+  private newValue(t: CType, name?: string): number {
+    const id = this.values.length;
+    const type: TensorType = { elem: t.elem, shape: t.shape.map(String) };
+    this.values.push(name ? { id, type, name } : { id, type });
+    this.ctypes.push(t);
+    return id;
+  }
+
+  /** Lowers statements into `block`; returns the returned value (top level) or undefined. */
+  private lowerBody(body: A.Stmt[], env: Map<string, Binding>, block: BlockIR, topLevel: boolean): Binding | undefined {
+    let ret: Binding | undefined;
+    body.forEach((s, i) => {
+      if (ret !== undefined) {
+        this.diags.error(s.span, "statement after 'return' is never reached");
+        return;
+      }
+      if (s.kind === "assign") {
+        const v = attempt(() => this.lowerExpr(s.value, env, block));
+        if (typeof v === "number" && !this.values[v]!.name) this.values[v]!.name = s.target.name;
+        env.set(s.target.name, v ?? "poisoned");
+      } else if (s.kind === "for") {
+        attempt(() => this.lowerFor(s, env, block));
+      } else {
+        if (!topLevel) {
+          this.diags.error(s.span, "'return' must be the last statement of a graph, not inside a loop");
+          return;
+        }
+        ret = attempt(() => this.lowerExpr(s.value, env, block)) ?? "poisoned";
+        if (i !== body.length - 1) this.diags.error(body[i + 1]!.span, "statement after 'return' is never reached");
+      }
+    });
+    return ret;
+  }
+
+  private lowerFor(s: A.ForStmt, env: Map<string, Binding>, block: BlockIR): void {
+    const v = s.var.name;
+    if (this.loopVars.has(v) || env.has(v)) fail(this.diags, s.var, `loop variable '${v}' shadows another name`);
+    const from = evalSym(s.from, this.dimScope(s.from), this.diags, "a loop bound");
+    const to = evalSym(s.to, this.dimScope(s.to), this.diags, "a loop bound");
+    const carriedNames = [...assignedIn(s.body)].filter((n) => env.has(n));
+    const inner = new Map(env);
+    const body: BlockIR = { args: [], nodes: [], yields: [] };
+    const inits: number[] = [];
+    for (const n of carriedNames) {
+      const outer = env.get(n)!;
+      if (outer === "poisoned") throw new EvalFailed("poisoned carry");
+      const arg = this.newValue(this.ctypes[outer]!, n);
+      body.args.push(arg);
+      inits.push(outer);
+      inner.set(n, arg);
+    }
+    this.loopVars.add(v);
+    this.lowerBody(s.body, inner, body, false);
+    this.loopVars.delete(v);
+    const outs: number[] = [];
+    carriedNames.forEach((n, k) => {
+      const next = inner.get(n)!;
+      if (next === "poisoned") throw new EvalFailed("poisoned carry");
+      const before = this.ctypes[inits[k]!]!;
+      if (!this.sameType(before, this.ctypes[next]!)) {
+        fail(this.diags, s.var, `'${n}' is ${this.typeText(before)} before the loop but ${this.typeText(this.ctypes[next]!)} at the end of its body`, "a value carried through a loop keeps its type");
+      }
+      body.yields.push(next);
+      const out = this.newValue(before, n);
+      outs.push(out);
+      env.set(n, out);
+    });
+    block.nodes.push({
+      op: "for",
+      inputs: inits,
+      outputs: outs,
+      attrs: { var: v, from: from.toString(), to: to.toString() },
+      body,
+      loc: locOf(s),
+    });
+  }
+
+  private emit(block: BlockIR, op: string, inputs: number[], attrs: Record<string, AttrValue>, t: CType, at: A.Node): number {
+    const out = this.newValue(t);
+    const node: NodeIR = { op, inputs, outputs: [out], attrs, loc: locOf(at) };
+    block.nodes.push(node);
+    return out;
+  }
+
+  private lowerExpr(e: A.Expr, env: Map<string, Binding>, block: BlockIR): number {
+    switch (e.kind) {
+      case "number":
+        return this.emit(block, "const", [], { value: e.value }, { elem: { kind: "dtype", dtype: "f32" }, shape: [] }, e);
+      case "name": {
+        const b = env.get(e.name);
+        if (b === "poisoned") throw new EvalFailed("poisoned");
+        if (b !== undefined) return b;
+        const p = this.m.param(e.name);
+        if (p) {
+          if (p.ir.array) fail(this.diags, e, `parameter '${e.name}' is one per '${p.ir.array.var}': index it, e.g. ${e.name}[${p.ir.array.var}]`);
+          return this.emit(block, "param", [], { name: e.name }, p.ctype, e);
+        }
+        const c = this.m.configValue(e.name);
+        if (c !== undefined) return this.emit(block, "const", [], { value: c }, { elem: { kind: "dtype", dtype: "f32" }, shape: [] }, e);
+        const names = [...env.keys(), ...this.m.paramNames()];
+        return fail(this.diags, e, `unknown name '${e.name}'`, suggest(e.name, names));
+      }
+      case "index": {
+        if (e.target.kind !== "name") fail(this.diags, e, "only parameter arrays can be indexed");
+        const p = this.m.param(e.target.name);
+        if (!p) {
+          if (env.has(e.target.name)) fail(this.diags, e, `'${e.target.name}' is a value, not a parameter array; only parameter arrays can be indexed`);
+          fail(this.diags, e.target, `unknown parameter '${e.target.name}'`, suggest(e.target.name, this.m.paramNames()));
+        }
+        if (!p.ir.array) fail(this.diags, e, `parameter '${e.target.name}' is not an array and takes no index`);
+        if (e.indices.length !== 1) fail(this.diags, e, `parameter '${e.target.name}' takes one index, found ${e.indices.length}`);
+        const idx = evalSym(e.indices[0]!, this.dimScope(e.indices[0]!), this.diags, "an index");
+        if (![...idx.atoms].some((a) => this.loopVars.has(a)) && idx.constant === undefined) {
+          fail(this.diags, e.indices[0]!, "a parameter index must be a loop variable or a constant");
+        }
+        return this.emit(block, "param", [], { name: e.target.name, index: idx.toString() }, p.ctype, e);
+      }
+      case "unary": {
+        const x = this.lowerExpr(e.operand, env, block);
+        this.requireFloat(x, e.operand, "'-'");
+        return this.emit(block, "neg", [x], {}, this.ctypes[x]!, e);
+      }
+      case "binary": {
+        const l = this.lowerExpr(e.left, env, block);
+        const r = this.lowerExpr(e.right, env, block);
+        if (e.op === "%") fail(this.diags, e, "'%' is for sizes and layouts, not graph values");
+        this.requireFloat(l, e.left, `'${e.op}'`);
+        this.requireFloat(r, e.right, `'${e.op}'`);
+        const lt = this.ctypes[l]!;
+        const rt = this.ctypes[r]!;
+        const scalarL = lt.shape.length === 0;
+        const scalarR = rt.shape.length === 0;
+        if (!scalarL && !scalarR && !this.sameType(lt, rt)) {
+          fail(this.diags, e, `'${e.op}' needs operands of the same shape (or a scalar): ${this.typeText(lt)} and ${this.typeText(rt)}`);
+        }
+        return this.emit(block, BINARY_OPS[e.op]!, [l, r], {}, scalarL ? rt : lt, e);
+      }
+      case "call":
+        return this.lowerCall(e, env, block);
+      default:
+        return fail(this.diags, e, `${describeExpr(e)} is not a graph value`);
+    }
+  }
+
+  private requireFloat(v: number, at: A.Node, what: string): void {
+    const t = this.ctypes[v]!;
+    if (t.elem.kind === "quant") {
+      fail(this.diags, at, `${what} cannot take the quantized parameter (${t.elem.format}) directly`, "quantized parameters are used by linear() and embedding()");
+    }
+    if (!isFloatDType(t.elem.dtype)) fail(this.diags, at, `${what} needs a float value, found ${this.typeText(t)}`);
+  }
+
+  private lowerCall(e: A.CallExpr, env: Map<string, Binding>, block: BlockIR): number {
+    const name = e.callee.name;
+    const graph = this.m.graph(name);
+    if (graph) return this.inlineGraph(graph, e, env, block);
+    const spec = OPS[name];
+    if (!spec) {
+      return fail(this.diags, e.callee, `unknown operation '${name}'`, suggest(name, [...Object.keys(OPS), ...this.m.graphNames()]) ?? `operations: ${Object.keys(OPS).join(", ")}`);
+    }
+    const min = spec.args.filter((a) => !a.optional).length;
+    if (e.args.length < min || e.args.length > spec.args.length) {
+      const want = min === spec.args.length ? `${min}` : `${min} to ${spec.args.length}`;
+      fail(this.diags, e, `'${name}' takes ${want} argument${spec.args.length === 1 ? "" : "s"} (${spec.args.map((a) => a.name).join(", ")}), found ${e.args.length}`, spec.doc);
+    }
+    const args = e.args.map((a) => this.lowerExpr(a, env, block));
+    args.forEach((v, i) => {
+      const kind = spec.args[i]!.kind;
+      const t = this.ctypes[v]!;
+      if (kind === "weight") {
+        const p = paramOf(block, v);
+        if (p) {
+          const ir = this.m.param(p)!.ir;
+          if (!ir.uses.includes(name)) ir.uses.push(name);
+        }
+        if (t.elem.kind === "dtype" && !isFloatDType(t.elem.dtype)) fail(this.diags, e.args[i]!, `'${name}' needs a float or quantized ${spec.args[i]!.name}, found ${this.typeText(t)}`);
+      } else if (kind === "float") {
+        this.requireFloat(v, e.args[i]!, `'${name}' (argument ${spec.args[i]!.name})`);
+      } else if (t.elem.kind !== "dtype" || isFloatDType(t.elem.dtype)) {
+        fail(this.diags, e.args[i]!, `'${name}' needs integer ${spec.args[i]!.name}, found ${this.typeText(t)}`);
+      }
+    });
+    const attrs = this.lowerAttrs(e, spec.attrs, name);
+    const ctx: InferCtx = {
+      fail: (message, arg) => fail(this.diags, arg === undefined ? e : e.args[arg] ?? e, `${name}: ${message}`),
+      same: (a, b) => a.equals(b),
+      divides: (a, b) => {
+        const x = this.m.concrete(a);
+        const y = this.m.concrete(b);
+        return x === undefined || y === undefined || (y !== 0 && x % y === 0);
+      },
+      show: this.m.show,
+      dim: (attr) => {
+        const v = attrs.syms[attr];
+        if (!v) return fail(this.diags, e, `${name}: attribute '${attr}' must be an integer size`);
+        return v;
+      },
+      attrs: attrs.values,
+    };
+    const out = spec.infer(ctx, args.map((v) => this.ctypes[v]!));
+    return this.emit(block, name, args, attrs.values, out, e);
+  }
+
+  private lowerAttrs(e: A.CallExpr, specs: Record<string, import("./ops.js").AttrSpec>, op: string): { values: Record<string, AttrValue>; syms: Record<string, Sym> } {
+    const values: Record<string, AttrValue> = {};
+    const syms: Record<string, Sym> = {};
+    for (const a of e.named) {
+      const spec = specs[a.name.name];
+      if (!spec) {
+        fail(this.diags, a.name, `'${op}' has no attribute '${a.name.name}'`, Object.keys(specs).length ? `attributes: ${Object.keys(specs).join(", ")}` : `'${op}' takes no attributes`);
+      }
+      if (a.name.name in values) fail(this.diags, a.name, `attribute '${a.name.name}' is given twice`);
+      switch (spec.type) {
+        case "int": {
+          const s = evalSym(a.value, this.dimScope(a.value), this.diags, `attribute '${a.name.name}'`);
+          syms[a.name.name] = s;
+          values[a.name.name] = this.m.concrete(s) ?? s.toString();
+          break;
+        }
+        case "float":
+          values[a.name.name] = evalNumber(a.value, (n) => this.m.configValue(n), this.diags, `attribute '${a.name.name}'`);
+          break;
+        case "bool":
+          if (a.value.kind !== "bool") fail(this.diags, a.value, `attribute '${a.name.name}' is true or false, found ${describeExpr(a.value)}`);
+          values[a.name.name] = a.value.value;
+          break;
+        case "enum":
+          if (a.value.kind !== "name" || !spec.values!.includes(a.value.name)) {
+            fail(this.diags, a.value, `attribute '${a.name.name}' is one of ${spec.values!.join(", ")}, found ${describeExpr(a.value)}`);
+          }
+          values[a.name.name] = a.value.name;
+          break;
+      }
+    }
+    for (const [k, spec] of Object.entries(specs)) {
+      if (k in values) continue;
+      if (spec.default === undefined) fail(this.diags, e, `'${op}' needs the attribute '${k}'`, `e.g. ${op}(..., ${k} = ...)`);
+      values[k] = spec.default;
+      if (spec.type === "int") syms[k] = Sym.int(spec.default as number);
+    }
+    return { values, syms };
+  }
+
+  private inlineGraph(graph: A.GraphDecl, e: A.CallExpr, env: Map<string, Binding>, block: BlockIR): number {
+    if (this.inlining.includes(graph.name.name)) fail(this.diags, e.callee, `'${graph.name.name}' calls itself (${[...this.inlining, graph.name.name].join(" -> ")})`);
+    if (graph.role === "loss") fail(this.diags, e.callee, `'${graph.name.name}' is a loss; only graphs can be called`);
+    if (e.named.length) fail(this.diags, e.named[0]!.name, "graph calls take positional arguments only");
+    if (e.args.length !== graph.inputs.length) {
+      fail(this.diags, e, `'${graph.name.name}' takes ${graph.inputs.length} argument${graph.inputs.length === 1 ? "" : "s"}, found ${e.args.length}`);
+    }
+    const args = e.args.map((a) => this.lowerExpr(a, env, block));
+    // Bind the callee's dimension names by matching its input shapes against the arguments.
+    const saved = this.freeDims;
+    const calleeDims = new Map<string, Sym>();
+    const inner = new Map<string, Binding>();
+    graph.inputs.forEach((inp, i) => {
+      const got = this.ctypes[args[i]!]!;
+      const want = inp.type;
+      if (want.shape.length !== got.shape.length || want.base.name !== (got.elem.kind === "dtype" ? got.elem.dtype : got.elem.format)) {
+        fail(this.diags, e.args[i]!, `'${graph.name.name}' expects ${inp.name.name}: ${exprString(want)}, found ${this.typeText(got)}`);
+      }
+      want.shape.forEach((d, k) => {
+        const dim = got.shape[k]!;
+        if (d.kind === "name" && !this.m.configSym(d.name, d) && !calleeDims.has(d.name)) calleeDims.set(d.name, dim);
+        const expect = evalSym(d, (n) => this.m.configSym(n, d) ?? calleeDims.get(n), this.diags, "a dimension");
+        if (!expect.equals(dim)) fail(this.diags, e.args[i]!, `'${graph.name.name}' expects dimension ${k} of ${inp.name.name} to be ${this.m.show(expect)}, found ${this.m.show(dim)}`);
+      });
+      inner.set(inp.name.name, args[i]!);
+    });
+    this.freeDims = calleeDims;
+    this.inlining.push(graph.name.name);
+    try {
+      const ret = this.lowerBody(graph.body, inner, block, true);
+      if (ret === undefined || ret === "poisoned") fail(this.diags, e.callee, `'${graph.name.name}' has errors (reported at its definition)`);
+      return ret;
+    } finally {
+      this.inlining.pop();
+      this.freeDims = saved;
+    }
+  }
+}
+
+/** The parameter a value was loaded from, if it comes straight from a `param` node of this block. */
+function paramOf(block: BlockIR, v: number): string | undefined {
+  const n = block.nodes.find((x) => x.outputs[0] === v);
+  return n?.op === "param" ? String(n.attrs["name"]) : undefined;
+}
+
+function assignedIn(body: A.Stmt[]): Set<string> {
+  const out = new Set<string>();
+  for (const s of body) {
+    if (s.kind === "assign") out.add(s.target.name);
+    if (s.kind === "for") for (const n of assignedIn(s.body)) out.add(n);
+  }
+  return out;
+}
+
+export { TRAIN_DEFAULTS, type TrainIR, type TrainableIR };

@@ -1,0 +1,213 @@
+/**
+ * The operations a graph may call: their arguments, attributes and typing
+ * rules. Adding an op means adding an entry here (and its semantics in the
+ * interpreter and the kernel templates); the parser knows nothing of op names.
+ */
+import type { AttrValue, DType } from "../ir/ir.js";
+import { Sym } from "../ir/symbolic.js";
+
+/** A value's type while checking: dtype or format name, and symbolic shape. */
+export interface CType {
+  elem: { kind: "dtype"; dtype: DType } | { kind: "quant"; format: string };
+  shape: Sym[];
+}
+
+export type ArgKind = "float" | "int" | "weight";
+
+export interface AttrSpec {
+  type: "int" | "float" | "bool" | "enum";
+  values?: readonly string[];
+  default?: AttrValue;
+}
+
+export interface InferCtx {
+  /** Reports a type error at argument `arg` (or at the call when undefined) and stops. */
+  fail(message: string, arg?: number): never;
+  /** True when the two dimensions are provably equal. */
+  same(a: Sym, b: Sym): boolean;
+  /** False when, with the config defaults, b does not divide a. */
+  divides(a: Sym, b: Sym): boolean;
+  show(d: Sym): string;
+  /** The value of an integer attribute, as a dimension. */
+  dim(attr: string): Sym;
+  attrs: Record<string, AttrValue>;
+}
+
+export interface OpSpec {
+  args: { name: string; kind: ArgKind; optional?: boolean }[];
+  attrs: Record<string, AttrSpec>;
+  infer(ctx: InferCtx, args: CType[]): CType;
+  doc: string;
+}
+
+const f32 = (shape: Sym[]): CType => ({ elem: { kind: "dtype", dtype: "f32" }, shape });
+const i32 = (shape: Sym[]): CType => ({ elem: { kind: "dtype", dtype: "i32" }, shape });
+const last = (t: CType): Sym => t.shape[t.shape.length - 1]!;
+
+function rank(ctx: InferCtx, t: CType, min: number, arg: number, what: string): void {
+  if (t.shape.length < min) ctx.fail(`${what} needs at least ${min} dimensions, found ${t.shape.length}`, arg);
+}
+
+function rankIs(ctx: InferCtx, t: CType, n: number, arg: number, what: string): void {
+  if (t.shape.length !== n) ctx.fail(`${what} must have ${n} dimension${n === 1 ? "" : "s"}, found ${t.shape.length}`, arg);
+}
+
+function sameShape(ctx: InferCtx, a: CType, b: CType, arg: number, what: string): void {
+  const ok = a.shape.length === b.shape.length && a.shape.every((d, i) => ctx.same(d, b.shape[i]!));
+  if (!ok) ctx.fail(`${what}: shapes [${a.shape.map(ctx.show).join(", ")}] and [${b.shape.map(ctx.show).join(", ")}] differ`, arg);
+}
+
+function dimIs(ctx: InferCtx, got: Sym, want: Sym, arg: number, what: string): void {
+  if (!ctx.same(got, want)) ctx.fail(`${what} is ${ctx.show(got)}, expected ${ctx.show(want)}`, arg);
+}
+
+const unary = (doc: string): OpSpec => ({ args: [{ name: "x", kind: "float" }], attrs: {}, infer: (_c, [x]) => f32(x!.shape), doc });
+
+export const OPS: Record<string, OpSpec> = {
+  embedding: {
+    doc: "embedding(table[V, D], ids[...]) -> f32[..., D]: rows of a float or quantized table",
+    args: [{ name: "table", kind: "weight" }, { name: "ids", kind: "int" }],
+    attrs: {},
+    infer: (ctx, [table, ids]) => {
+      rankIs(ctx, table!, 2, 0, "an embedding table");
+      return f32([...ids!.shape, last(table!)]);
+    },
+  },
+  linear: {
+    doc: "linear(x[..., K], w[N, K], bias[N]?) -> f32[..., N] = x w^T + bias",
+    args: [{ name: "x", kind: "float" }, { name: "w", kind: "weight" }, { name: "bias", kind: "float", optional: true }],
+    attrs: {},
+    infer: (ctx, [x, w, bias]) => {
+      rank(ctx, x!, 1, 0, "linear's input");
+      rankIs(ctx, w!, 2, 1, "a linear weight");
+      dimIs(ctx, last(x!), w!.shape[1]!, 0, "the input's last dimension");
+      if (bias) {
+        rankIs(ctx, bias, 1, 2, "a bias");
+        dimIs(ctx, bias.shape[0]!, w!.shape[0]!, 2, "the bias length");
+      }
+      return f32([...x!.shape.slice(0, -1), w!.shape[0]!]);
+    },
+  },
+  rmsnorm: {
+    doc: "rmsnorm(x[..., D], w[D], eps) = x / sqrt(mean(x^2) + eps) * w",
+    args: [{ name: "x", kind: "float" }, { name: "w", kind: "float" }],
+    attrs: { eps: { type: "float", default: 1e-5 } },
+    infer: (ctx, [x, w]) => {
+      rank(ctx, x!, 1, 0, "rmsnorm's input");
+      rankIs(ctx, w!, 1, 1, "a norm weight");
+      dimIs(ctx, w!.shape[0]!, last(x!), 1, "the norm weight's length");
+      return f32(x!.shape);
+    },
+  },
+  layernorm: {
+    doc: "layernorm(x[..., D], w[D], b[D], eps) = (x - mean) / sqrt(var + eps) * w + b",
+    args: [{ name: "x", kind: "float" }, { name: "w", kind: "float" }, { name: "b", kind: "float" }],
+    attrs: { eps: { type: "float", default: 1e-5 } },
+    infer: (ctx, [x, w, b]) => {
+      rank(ctx, x!, 1, 0, "layernorm's input");
+      for (const [i, t] of [[1, w!], [2, b!]] as const) {
+        rankIs(ctx, t, 1, i, "a norm weight");
+        dimIs(ctx, t.shape[0]!, last(x!), i, "the norm weight's length");
+      }
+      return f32(x!.shape);
+    },
+  },
+  rope: {
+    doc: "rope(x[B, T, H*hd], heads, theta, style) rotates each head's pairs by position; style interleaved (llama2.c, GGUF) or rotate_half (Hugging Face)",
+    args: [{ name: "x", kind: "float" }],
+    attrs: {
+      heads: { type: "int" },
+      theta: { type: "float", default: 10000 },
+      style: { type: "enum", values: ["interleaved", "rotate_half"], default: "interleaved" },
+    },
+    infer: (ctx, [x]) => {
+      rankIs(ctx, x!, 3, 0, "rope's input [B, T, heads*head_dim]");
+      if (!ctx.divides(last(x!), ctx.dim("heads"))) {
+        ctx.fail(`the last dimension ${ctx.show(last(x!))} is not a multiple of heads = ${ctx.show(ctx.dim("heads"))}`, 0);
+      }
+      return f32(x!.shape);
+    },
+  },
+  attention: {
+    doc: "attention(q[B, T, H*hd], k[B, T, KH*hd], v[B, T, KH*hd], heads, kv_heads, causal) -> f32[B, T, H*hd], softmax(q k^T / sqrt(hd)) v with grouped-query heads",
+    args: [{ name: "q", kind: "float" }, { name: "k", kind: "float" }, { name: "v", kind: "float" }],
+    attrs: { heads: { type: "int" }, kv_heads: { type: "int" }, causal: { type: "bool", default: true } },
+    infer: (ctx, [q, k, v]) => {
+      rankIs(ctx, q!, 3, 0, "attention's q [B, T, heads*head_dim]");
+      rankIs(ctx, k!, 3, 1, "attention's k");
+      rankIs(ctx, v!, 3, 2, "attention's v");
+      if (!ctx.divides(last(q!), ctx.dim("heads"))) {
+        ctx.fail(`q's last dimension ${ctx.show(last(q!))} is not a multiple of heads = ${ctx.show(ctx.dim("heads"))}`, 0);
+      }
+      const hd = last(q!).div(ctx.dim("heads"));
+      const kvWidth = ctx.dim("kv_heads").mul(hd);
+      dimIs(ctx, last(k!), kvWidth, 1, "k's last dimension (kv_heads * head_dim)");
+      dimIs(ctx, last(v!), kvWidth, 2, "v's last dimension (kv_heads * head_dim)");
+      for (const [i, t] of [[1, k!], [2, v!]] as const) {
+        dimIs(ctx, t.shape[0]!, q!.shape[0]!, i, "the batch dimension");
+        dimIs(ctx, t.shape[1]!, q!.shape[1]!, i, "the sequence dimension");
+      }
+      const h = ctx.attrs["heads"];
+      const kh = ctx.attrs["kv_heads"];
+      if (typeof h === "number" && typeof kh === "number" && h % kh !== 0) {
+        ctx.fail(`heads = ${h} is not a multiple of kv_heads = ${kh}`);
+      }
+      return f32(q!.shape);
+    },
+  },
+  silu: unary("silu(x) = x * sigmoid(x)"),
+  gelu: unary("gelu(x) = x * Phi(x) (the erf form)"),
+  relu: unary("relu(x) = max(x, 0)"),
+  softmax: unary("softmax(x) along the last dimension"),
+  positions: {
+    doc: "positions(tokens[B, T], offset) -> i32[B, T] = t + offset (learned position tables)",
+    args: [{ name: "tokens", kind: "int" }],
+    attrs: { offset: { type: "int", default: 0 } },
+    infer: (ctx, [t]) => {
+      rankIs(ctx, t!, 2, 0, "positions' input [B, T]");
+      return i32(t!.shape);
+    },
+  },
+  next_token_ce: {
+    doc: "next_token_ce(logits[B, T, V], tokens[B, T], mask[B, T]) -> f32[]: mean over masked positions t+1 of -log softmax(logits[t])[tokens[t+1]]",
+    args: [{ name: "logits", kind: "float" }, { name: "tokens", kind: "int" }, { name: "mask", kind: "float" }],
+    attrs: {},
+    infer: (ctx, [logits, tokens, mask]) => {
+      rankIs(ctx, logits!, 3, 0, "logits [B, T, V]");
+      rankIs(ctx, tokens!, 2, 1, "tokens [B, T]");
+      dimIs(ctx, tokens!.shape[0]!, logits!.shape[0]!, 1, "the batch dimension");
+      dimIs(ctx, tokens!.shape[1]!, logits!.shape[1]!, 1, "the sequence dimension");
+      sameShape(ctx, mask!, tokens!, 2, "mask and tokens");
+      return f32([]);
+    },
+  },
+  candidate_ce: {
+    doc: "candidate_ce(logits[E*C, T, V], tokens[E*C, T], mask[E*C, T], label[E], candidates = C) -> f32[]: MeZO classification loss",
+    args: [
+      { name: "logits", kind: "float" }, { name: "tokens", kind: "int" }, { name: "mask", kind: "float" },
+      { name: "label", kind: "int" },
+    ],
+    attrs: { candidates: { type: "int" } },
+    infer: (ctx, [logits, tokens, mask, label]) => {
+      rankIs(ctx, logits!, 3, 0, "logits [E*C, T, V]");
+      rankIs(ctx, tokens!, 2, 1, "tokens [E*C, T]");
+      sameShape(ctx, mask!, tokens!, 2, "mask and tokens");
+      rankIs(ctx, label!, 1, 3, "labels [E]");
+      dimIs(ctx, tokens!.shape[0]!, logits!.shape[0]!, 1, "the batch dimension");
+      dimIs(ctx, logits!.shape[0]!, label!.shape[0]!.mul(ctx.dim("candidates")), 0, "the number of sequences");
+      return f32([]);
+    },
+  },
+  mse: {
+    doc: "mse(pred, target) -> f32[]: mean squared error",
+    args: [{ name: "pred", kind: "float" }, { name: "target", kind: "float" }],
+    attrs: {},
+    infer: (ctx, [a, b]) => {
+      sameShape(ctx, a!, b!, 1, "mse's operands");
+      return f32([]);
+    },
+  },
+};
+
+/** Elementwise binary operators of the graph language and their IR op names. */
+export const BINARY_OPS: Record<string, string> = { "+": "add", "-": "sub", "*": "mul", "/": "div" };
