@@ -53,6 +53,8 @@ export interface ConfigEntryIR {
   value: ConfigValue;
   /** For int entries defined from others: the canonical expansion over base entries. */
   expansion?: string;
+  /** Checkpoint metadata keys that provide the value, per family, tried in order. */
+  sources: Record<string, SourceNameIR[]>;
   loc: Loc;
 }
 

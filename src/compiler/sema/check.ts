@@ -54,6 +54,8 @@ export function checkModel(
 class ModelChecker {
   private config = new Map<string, ConfigSym>();
   private params = new Map<string, ParamSym>();
+  /** Parameters whose declaration had errors: uses of them are not reported again. */
+  readonly failedParams = new Set<string>();
   private graphs = new Map<string, A.GraphDecl>();
   private configIR: ConfigEntryIR[] = [];
 
@@ -129,7 +131,7 @@ class ModelChecker {
       if (over !== undefined && !this.isStorage(value)) {
         fail(this.diags, e.name, `config override ${name}=${value} is not a format or float dtype`, this.storageHint(value));
       }
-      this.configIR.push({ name, value: { type, value, expr: exprText }, loc: locOf(e.name) });
+      this.configIR.push({ name, value: { type, value, expr: exprText }, sources: this.metadataSources(e), loc: locOf(e.name) });
       return { entry: e, type, storage: value };
     }
     const num = over !== undefined ? Number(over) : evalNumber(e.value, (n) => this.configNumber(n, e.value), this.diags, `config entry '${name}'`);
@@ -143,8 +145,29 @@ class ModelChecker {
       if (derived) expansion = sym.toString();
     }
     const value: ConfigValue = { type, value: num, expr: over !== undefined ? String(over) : exprText };
-    this.configIR.push({ name, value, ...(expansion ? { expansion } : {}), loc: locOf(e.name) });
+    this.configIR.push({ name, value, ...(expansion ? { expansion } : {}), sources: this.metadataSources(e), loc: locOf(e.name) });
     return { entry: e, type, number: num, ...(sym ? { sym } : {}) };
+  }
+
+  /** `{ gguf "llama.embedding_length"  hf "hidden_size" }` on a config entry. */
+  private metadataSources(e: A.ConfigEntry): Record<string, SourceNameIR[]> {
+    const out: Record<string, SourceNameIR[]> = {};
+    for (const s of e.sources) {
+      if (out[s.family.name]) {
+        this.diags.error(s.family.span, `config entry '${e.name.name}' names a '${s.family.name}' source twice`, "list alternatives with 'or'");
+        continue;
+      }
+      out[s.family.name] = s.names.map((n) => {
+        if (n.index) this.diags.error(n.index.span, "a metadata key takes no index");
+        for (const t of n.transforms) {
+          if (t.callee.name !== "length" || t.args.length || t.named.length) {
+            this.diags.error(t.span, `unknown metadata transform '${t.callee.name}'`, "metadata keys take '| length()' (the length of an array)");
+          }
+        }
+        return { tensor: n.tensor.value, transforms: n.transforms.map((t) => ({ name: t.callee.name, args: [] })) };
+      });
+    }
+    return out;
   }
 
   private configNumber(n: string, at: A.Node): number | undefined {
@@ -216,6 +239,7 @@ class ModelChecker {
     const from = attempt(() => evalSym(loop.from, (n) => this.configSym(n, loop.from), this.diags, "a loop bound"));
     const to = attempt(() => evalSym(loop.to, (n) => this.configSym(n, loop.to), this.diags, "a loop bound"));
     for (const p of loop.params) {
+      if (!p.index || p.index.name !== loop.var.name) this.failedParams.add(p.name.name);
       if (!p.index) {
         this.diags.error(p.name.span, `parameter '${p.name.name}' is declared in a loop over '${loop.var.name}' but not indexed by it`, `write: param ${p.name.name}[${loop.var.name}]: ...`);
         continue;
@@ -238,7 +262,7 @@ class ModelChecker {
       this.diags.error(p.index.span, `parameter '${name}' is indexed by '${p.index.name}' outside a 'for ${p.index.name} in ...' block`);
       return;
     }
-    attempt(() => {
+    const ok = attempt(() => {
       const storage = this.resolveStorage(p.type.base);
       const shape = p.type.shape.map((e) => evalSym(e, (n) => this.configSym(n, e), this.diags, "a dimension"));
       if (shape.length === 0) fail(this.diags, p.type, `parameter '${name}' needs a shape, e.g. f32[dim]`);
@@ -282,7 +306,9 @@ class ModelChecker {
         ...(fallback ? { fallback } : {}),
       };
       this.params.set(name, { decl: p, ir, ctype: { elem: type.elem, shape } });
+      return true;
     });
+    if (!ok) this.failedParams.add(name);
   }
 
   private checkSources(p: A.ParamDecl, array: ParamIR["array"] | undefined): Record<string, SourceNameIR[]> {
@@ -535,6 +561,7 @@ class GraphLowering {
           if (p.ir.array) fail(this.diags, e, `parameter '${e.name}' is one per '${p.ir.array.var}': index it, e.g. ${e.name}[${p.ir.array.var}]`);
           return this.emit(block, "param", [], { name: e.name }, p.ctype, e);
         }
+        if (this.m.failedParams.has(e.name)) throw new EvalFailed("parameter with errors");
         const c = this.m.configValue(e.name);
         if (c !== undefined) return this.emit(block, "const", [], { value: c }, { elem: { kind: "dtype", dtype: "f32" }, shape: [] }, e);
         const names = [...env.keys(), ...this.m.paramNames()];
@@ -543,6 +570,7 @@ class GraphLowering {
       case "index": {
         if (e.target.kind !== "name") fail(this.diags, e, "only parameter arrays can be indexed");
         const p = this.m.param(e.target.name);
+        if (this.m.failedParams.has(e.target.name)) throw new EvalFailed("parameter with errors");
         if (!p) {
           if (env.has(e.target.name)) fail(this.diags, e, `'${e.target.name}' is a value, not a parameter array; only parameter arrays can be indexed`);
           fail(this.diags, e.target, `unknown parameter '${e.target.name}'`, suggest(e.target.name, this.m.paramNames()));

@@ -12,9 +12,13 @@ export interface Node {
 
 /** Comments attached to a declaration or statement (text after the `#`). */
 export interface Commented {
+  /** Comment texts; BLANK_LINE marks a blank line between comment paragraphs. */
   leading: string[];
   trailing?: string;
 }
+
+/** Stands in a comment list for a blank line (a comment can never contain a newline). */
+export const BLANK_LINE = "\n";
 
 export interface Ident extends Node {
   name: string;
@@ -252,7 +256,10 @@ export type ConfigType = "int" | "float" | "format";
 export interface ConfigEntry extends Node, Commented {
   name: Ident;
   type: Ident;
+  /** The default, used when no checkpoint source provides a value. */
   value: Expr;
+  /** Checkpoint metadata keys that provide the value, per checkpoint family. */
+  sources: SourceRef[];
 }
 
 /** A checkpoint tensor a parameter is read from, for one checkpoint family. */

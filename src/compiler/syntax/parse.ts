@@ -4,6 +4,7 @@
  */
 import type { IRecognitionException, IToken } from "chevrotain";
 import type * as A from "./ast.js";
+import { BLANK_LINE as A_BLANK } from "./ast.js";
 import { qzoParser } from "./parser.js";
 import { qzoLexer } from "./tokens.js";
 import { DiagnosticBag } from "../diagnostics.js";
@@ -147,6 +148,14 @@ function attachComments(file: A.File, comments: IToken[]): void {
   if (comments.length === 0) return;
   const all = containers(file);
   const src = file.span.file;
+  const lastLine = new Map<string[], number>();
+  /** Adds a comment to a list, with a blank-line marker where the source had a blank line before it. */
+  const push = (list: string[], text: string, line: number) => {
+    const prev = lastLine.get(list);
+    if (prev !== undefined && line > prev + 1) list.push(A_BLANK);
+    list.push(text);
+    lastLine.set(list, line);
+  };
   for (const c of comments) {
     const text = c.image.slice(1).trimEnd();
     const off = c.startOffset;
@@ -158,7 +167,7 @@ function attachComments(file: A.File, comments: IToken[]): void {
     const line = src.position(off).line;
     const inside = best.items.find((it) => off >= it.span.start && off < it.span.end);
     if (inside) {
-      inside.leading.push(text);
+      push(inside.leading, text, line);
       continue;
     }
     const before = [...best.items].reverse().find((it) => it.span.end <= off);
@@ -167,7 +176,14 @@ function attachComments(file: A.File, comments: IToken[]): void {
       continue;
     }
     const after = best.items.find((it) => it.span.start > off);
-    if (after) after.leading.push(text);
-    else best.end.push(text);
+    if (after) push(after.leading, text, line);
+    else push(best.end, text, line);
+  }
+  // A blank line between the last leading comment and its item is kept too.
+  for (const k of all) {
+    for (const it of k.items) {
+      const l = lastLine.get(it.leading);
+      if (l !== undefined && src.position(it.span.start).line > l + 1) it.leading.push(A_BLANK);
+    }
   }
 }

@@ -276,7 +276,13 @@ class QzoParser extends EmbeddedActionsParser {
     ]);
     this.CONSUME(T.Equals);
     const value = this.SUBRULE(this.expr);
-    return this.ACTION(() => ({ name, type, value, leading: [], span: this.from(start) }));
+    const sources: A.SourceRef[] = [];
+    this.OPTION(() => {
+      this.CONSUME(T.LBrace);
+      this.MANY(() => sources.push(this.SUBRULE(this.sourceRef)));
+      this.CONSUME(T.RBrace);
+    });
+    return this.ACTION(() => ({ name, type, value, sources, leading: [], span: this.from(start) }));
   });
 
   private paramDecl = this.RULE("paramDecl", (): A.ParamDecl => {

@@ -1,0 +1,51 @@
+/**
+ * Process-level error handling shared by the `qzoc` and `qzo` commands: a
+ * user error prints one line (or a compiler's diagnostics) and exits 1, a
+ * usage error exits 2, and nothing ever prints a stack trace.
+ */
+import { CommanderError, type Command } from "commander";
+import { CompileError, renderDiagnostic } from "../compiler/diagnostics.js";
+import { QzoError } from "../util/errors.js";
+
+export async function runCli(program: Command, argv: string[]): Promise<void> {
+  // Output piped into `head` and closed early is not an error.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+  program.exitOverride();
+  program.configureOutput({ outputError: (text, write) => write(text.trimEnd() + "\n") });
+  program.showHelpAfterError(false);
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    process.exitCode = exitCodeFor(e, program.name());
+  }
+}
+
+function exitCodeFor(e: unknown, name: string): number {
+  if (e instanceof CommanderError) {
+    // commander has already printed the message; help and version exit 0.
+    return e.exitCode === 0 ? 0 : 2;
+  }
+  if (e instanceof CompileError) {
+    for (const d of e.diagnostics) process.stderr.write(renderDiagnostic(d) + "\n");
+    const n = e.diagnostics.length;
+    process.stderr.write(`${n} error${n === 1 ? "" : "s"}\n`);
+    return 1;
+  }
+  if (e instanceof QzoError) {
+    process.stderr.write(`${name}: ${e.message}\n`);
+    return e.exitCode;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`${name}: internal error: ${msg.split("\n")[0]} (please report this)\n`);
+  return 1;
+}
+
+/** Parses repeated `--set key=value` options into config overrides. */
+export function collectSet(value: string, prev: Record<string, string>): Record<string, string> {
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(value);
+  if (!m) throw new QzoError(`--set takes key=value, found '${value}'`, 2);
+  return { ...prev, [m[1]!]: m[2]! };
+}
