@@ -11,7 +11,7 @@ import {
   type TrainableIR, type ValueIR, isDType, isFloatDType,
 } from "../ir/ir.js";
 import { Sym } from "../ir/symbolic.js";
-import { EvalFailed, attempt, describeExpr, evalNumber, evalSym, fail, suggest } from "./evaluate.js";
+import { EvalFailed, type SymScope, attempt, describeExpr, evalNumber, evalSym, fail, suggest } from "./evaluate.js";
 import { checkFormat } from "./formats.js";
 import { locOf } from "./loc.js";
 import { BINARY_OPS, type CType, type InferCtx, OPS } from "./ops.js";
@@ -210,6 +210,13 @@ class ModelChecker {
     return c.sym;
   }
 
+  /** The scope of shape expressions outside graphs: the int config entries. */
+  configScope(at: A.Node): SymScope {
+    return Object.assign((n: string) => this.configSym(n, at), {
+      names: () => [...this.config.entries()].filter(([, c]) => c.sym).map(([n]) => n),
+    });
+  }
+
   configValue(name: string): number | undefined {
     return this.config.get(name)?.number;
   }
@@ -236,8 +243,8 @@ class ModelChecker {
   // ---------------------------------------------------------------- params
 
   private checkParamLoop(loop: A.ParamLoop): void {
-    const from = attempt(() => evalSym(loop.from, (n) => this.configSym(n, loop.from), this.diags, "a loop bound"));
-    const to = attempt(() => evalSym(loop.to, (n) => this.configSym(n, loop.to), this.diags, "a loop bound"));
+    const from = attempt(() => evalSym(loop.from, this.configScope(loop.from), this.diags, "a loop bound"));
+    const to = attempt(() => evalSym(loop.to, this.configScope(loop.to), this.diags, "a loop bound"));
     for (const p of loop.params) {
       if (!p.index || p.index.name !== loop.var.name) this.failedParams.add(p.name.name);
       if (!p.index) {
@@ -264,7 +271,7 @@ class ModelChecker {
     }
     const ok = attempt(() => {
       const storage = this.resolveStorage(p.type.base);
-      const shape = p.type.shape.map((e) => evalSym(e, (n) => this.configSym(n, e), this.diags, "a dimension"));
+      const shape = p.type.shape.map((e) => evalSym(e, this.configScope(e), this.diags, "a dimension"));
       if (shape.length === 0) fail(this.diags, p.type, `parameter '${name}' needs a shape, e.g. f32[dim]`);
       let fallback: FloatDType | undefined;
       if (p.type.fallback) {
@@ -333,7 +340,7 @@ class ModelChecker {
           } else if (t.args.length !== spec.args || t.named.length > 0) {
             this.diags.error(t.span, `'${t.callee.name}' takes ${spec.args} argument${spec.args === 1 ? "" : "s"} (${spec.doc})`);
           }
-          const args = t.args.map((a) => attempt(() => evalSym(a, (v) => this.configSym(v, a), this.diags, "a transform argument"))?.toString() ?? "?");
+          const args = t.args.map((a) => attempt(() => evalSym(a, this.configScope(a), this.diags, "a transform argument"))?.toString() ?? "?");
           return { name: t.callee.name, args };
         });
         return { tensor: n.tensor.value, transforms, ...(index ? { index: index.toString() } : {}) };
@@ -451,7 +458,10 @@ class GraphLowering {
     return { elem: { kind: "dtype", dtype: dt }, shape };
   }
 
-  private dimScope = (at: A.Node) => (n: string): Sym | undefined => this.m.configSym(n, at) ?? this.freeDims.get(n) ?? (this.loopVars.has(n) ? Sym.atom(n) : undefined);
+  private dimScope = (at: A.Node): SymScope =>
+    Object.assign((n: string): Sym | undefined => this.m.configSym(n, at) ?? this.freeDims.get(n) ?? (this.loopVars.has(n) ? Sym.atom(n) : undefined), {
+      names: () => [...(this.m.configScope(at).names?.() ?? []), ...this.freeDims.keys(), ...this.loopVars],
+    });
 
   private sameType(a: CType, b: CType): boolean {
     const ea = a.elem.kind === "dtype" ? a.elem.dtype : a.elem.format;

@@ -10,7 +10,8 @@ import type { DiagnosticBag } from "../diagnostics.js";
 /** Thrown inside evaluation after its diagnostic is recorded; callers catch it. */
 export class EvalFailed extends Error {}
 
-export type SymScope = (name: string) => Sym | undefined;
+/** Resolves a name; `names` lists the names in scope, for "did you mean" hints. */
+export type SymScope = ((name: string) => Sym | undefined) & { names?: () => Iterable<string> };
 
 /**
  * Symbolic evaluation. Shapes divide exactly (`floor` false); layout indices
@@ -23,7 +24,7 @@ export function evalSym(e: A.Expr, scope: SymScope, diags: DiagnosticBag, what =
       return Sym.int(e.value);
     case "name": {
       const s = scope(e.name);
-      if (!s) return fail(diags, e, `unknown name '${e.name}'`);
+      if (!s) return fail(diags, e, `unknown name '${e.name}'`, scope.names ? suggest(e.name, scope.names()) : undefined);
       return s;
     }
     case "unary":
