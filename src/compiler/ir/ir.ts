@@ -130,6 +130,8 @@ export interface ParamIR {
   fallback?: FloatDType;
   /** For the config defaults: the storage in use ("q4_0", or "f16" after a fallback). */
   resolved: string;
+  /** The `format` config entry the storage comes from (`weight`), when it is not written directly. */
+  storageEntry?: string;
   /** Per checkpoint family (llama2c, gguf, hf...), the names tried in order. */
   sources: Record<string, SourceNameIR[]>;
   /** How the graphs use it: "linear", "embedding" or "other" (for trainable selectors). */

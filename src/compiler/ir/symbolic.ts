@@ -102,7 +102,7 @@ export class Sym {
     const b = o.constant;
     if (a !== undefined && b !== undefined && b !== 0) return Sym.int(Math.floor(a / b));
     if (b === 1) return this;
-    return Sym.atom(`(${this.toString()}/${o.toString()})`);
+    return Sym.atom(`(${this.operand()}/${o.operand()})`);
   }
 
   mod(o: Sym): Sym {
@@ -110,7 +110,14 @@ export class Sym {
     const b = o.constant;
     if (a !== undefined && b !== undefined && b !== 0) return Sym.int(((a % b) + b) % b);
     if (b === 1) return Sym.int(0);
-    return Sym.atom(`(${this.toString()}%${o.toString()})`);
+    return Sym.atom(`(${this.operand()}%${o.operand()})`);
+  }
+
+  /** The canonical string, parenthesized when it is more than one product (an operand of / or %). */
+  private operand(): string {
+    const t = this.terms;
+    const single = t.length === 1 && t[0]!.num > 0 && t[0]!.den === 1;
+    return single || t.length === 0 ? this.toString() : `(${this.toString()})`;
   }
 
   equals(o: Sym): boolean {

@@ -295,8 +295,6 @@ class ModelChecker {
             );
           }
         }
-      } else if (fallback) {
-        fail(this.diags, p.type.fallback!, `'or ${fallback}' is a fallback for quantized storage, but '${name}' is stored as ${storage}`);
       }
       const type: TensorType = {
         elem: fmt ? { kind: "quant", format: storage } : { kind: "dtype", dtype: storage as DType },
@@ -311,6 +309,7 @@ class ModelChecker {
         loc: locOf(p.name),
         ...(array ? { array } : {}),
         ...(fallback ? { fallback } : {}),
+        ...(this.config.get(p.type.base.name)?.type === "format" ? { storageEntry: p.type.base.name } : {}),
       };
       this.params.set(name, { decl: p, ir, ctype: { elem: type.elem, shape } });
       return true;

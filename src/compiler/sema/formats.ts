@@ -293,7 +293,8 @@ function checkTensors(
     for (let r = 0; r < dims.out; r++) {
       for (let c = 0; c < dims.in; c++) {
         const b = block.size > 0 ? Math.floor((block.axis === "in" ? c : r) / block.size) : 0;
-        const key = perElement ? `(r=${r}, c=${c})` : per === "row" ? `row ${r}` : per === "tensor" ? "the tensor" : `block (r=${r}, b=${b})`;
+        const blockKey = block.axis === "in" ? `block (r=${r}, b=${b})` : `block (b=${b}, c=${c})`;
+        const key = perElement ? `(r=${r}, c=${c})` : per === "row" ? `row ${r}` : per === "tensor" ? "the tensor" : blockKey;
         const env = (n: string) => ({ r, c, b, ...dims } as Record<string, number>)[n];
         const idx = f.at.map((e) => evalNumber(e, env, diags));
         idx.forEach((v, k) => {
