@@ -1,0 +1,15 @@
+/** The reference interpreter, its kernels and the reference QZO update. */
+export {
+  configInts,
+  dequantize,
+  perturbArray,
+  runGraph,
+  trainableTensors,
+  type ParamValue,
+  type Perturbation,
+  type Tensor,
+  type TrainableTensor,
+  type WeightSource,
+} from "./interpreter.js";
+export * as kernels from "./ops.js";
+export { applyUpdate, projectedGradient } from "./update.js";

@@ -1,0 +1,425 @@
+/**
+ * The reference kernels of the interpreter: one plain function per op, on row-major tensors.
+ * The numerics contract they implement is written at the top of ./interpreter.ts; in short, every
+ * intermediate is a float64 (JavaScript number) and each output element is rounded to float32 once,
+ * when it is stored.
+ */
+import { QzoError } from "../../util/errors.js";
+
+export interface Tensor {
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function f32(shape: number[], data?: Float32Array): Tensor & { data: Float32Array } {
+  return { shape, data: data ?? new Float32Array(numel(shape)) };
+}
+
+function floats(t: Tensor, what: string): Float32Array {
+  if (!(t.data instanceof Float32Array)) throw new Error(`internal: ${what} must be a float tensor`);
+  return t.data;
+}
+
+function ints(t: Tensor, what: string): Int32Array {
+  if (!(t.data instanceof Int32Array)) throw new Error(`internal: ${what} must be an integer tensor`);
+  return t.data;
+}
+
+function lastDim(t: Tensor): number {
+  const d = t.shape[t.shape.length - 1];
+  if (d === undefined) throw new Error("internal: expected a tensor of rank >= 1");
+  return d;
+}
+
+// ------------------------------------------------------------------ lookup and products
+
+/** Rows of table[V, D] for every id; an id outside [0, V) is an error. */
+export function embedding(table: Tensor, ids: Tensor): Tensor {
+  const tab = floats(table, "embedding table");
+  const id = ints(ids, "embedding ids");
+  const [V, D] = table.shape as [number, number];
+  const out = f32([...ids.shape, D]);
+  for (let i = 0; i < id.length; i++) {
+    const v = id[i]!;
+    if (v < 0 || v >= V) throw new QzoError(`embedding: token id ${v} is out of range for a table of ${V} rows (valid ids 0..${V - 1})`);
+    out.data.set(tab.subarray(v * D, v * D + D), i * D);
+  }
+  return out;
+}
+
+/** y[..., n] = sum_k x[..., k] w[n, k] + bias[n], accumulated in float64. */
+export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+  const xd = floats(x, "linear input");
+  const wd = floats(w, "linear weight");
+  const [N, K] = w.shape as [number, number];
+  if (lastDim(x) !== K) throw new Error(`internal: linear: input width ${lastDim(x)} != weight cols ${K}`);
+  const bd = bias ? floats(bias, "bias") : undefined;
+  const M = xd.length / K;
+  const out = f32([...x.shape.slice(0, -1), N]);
+  const o = out.data;
+  for (let m = 0; m < M; m++) {
+    const xo = m * K;
+    for (let n = 0; n < N; n++) {
+      const wo = n * K;
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += xd[xo + k]! * wd[wo + k]!;
+      if (bd) acc += bd[n]!;
+      o[m * N + n] = acc;
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ norms
+
+/** y = x / sqrt(sum(x^2) / D + eps) * w over the last dimension. */
+export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
+  const xd = floats(x, "rmsnorm input");
+  const wd = floats(w, "rmsnorm weight");
+  const D = lastDim(x);
+  const out = f32([...x.shape]);
+  const o = out.data;
+  for (let r = 0; r < xd.length; r += D) {
+    let ss = 0;
+    for (let i = 0; i < D; i++) ss += xd[r + i]! * xd[r + i]!;
+    const inv = 1 / Math.sqrt(ss / D + eps);
+    for (let i = 0; i < D; i++) o[r + i] = xd[r + i]! * inv * wd[i]!;
+  }
+  return out;
+}
+
+/** y = (x - mean) / sqrt(var + eps) * w + b over the last dimension; biased (1/D) variance, two passes. */
+export function layernorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+  const xd = floats(x, "layernorm input");
+  const wd = floats(w, "layernorm weight");
+  const bd = floats(b, "layernorm bias");
+  const D = lastDim(x);
+  const out = f32([...x.shape]);
+  const o = out.data;
+  for (let r = 0; r < xd.length; r += D) {
+    let s = 0;
+    for (let i = 0; i < D; i++) s += xd[r + i]!;
+    const mean = s / D;
+    let v = 0;
+    for (let i = 0; i < D; i++) {
+      const c = xd[r + i]! - mean;
+      v += c * c;
+    }
+    const inv = 1 / Math.sqrt(v / D + eps);
+    for (let i = 0; i < D; i++) o[r + i] = (xd[r + i]! - mean) * inv * wd[i]! + bd[i]!;
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ attention
+
+/** Rotary position embedding of x[B, T, heads*hd] at positions p = t. */
+export function rope(x: Tensor, heads: number, theta: number, style: "interleaved" | "rotate_half"): Tensor {
+  const xd = floats(x, "rope input");
+  const [B, T, W] = x.shape as [number, number, number];
+  if (W % heads !== 0) throw new QzoError(`rope: width ${W} is not a multiple of heads = ${heads}`);
+  const hd = W / heads;
+  if (hd % 2 !== 0) throw new QzoError(`rope: head dimension ${hd} is odd`);
+  const half = hd / 2;
+  const freq = new Float64Array(half);
+  for (let j = 0; j < half; j++) freq[j] = Math.pow(theta, (-2 * j) / hd);
+  const cos = new Float64Array(half);
+  const sin = new Float64Array(half);
+  const out = f32([B, T, W]);
+  const o = out.data;
+  const interleaved = style === "interleaved";
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < half; j++) {
+      const angle = t * freq[j]!;
+      cos[j] = Math.cos(angle);
+      sin[j] = Math.sin(angle);
+    }
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < heads; h++) {
+        const base = (b * T + t) * W + h * hd;
+        for (let j = 0; j < half; j++) {
+          const ia = interleaved ? base + 2 * j : base + j;
+          const ib = interleaved ? base + 2 * j + 1 : base + j + half;
+          const a = xd[ia]!;
+          const c = xd[ib]!;
+          o[ia] = a * cos[j]! - c * sin[j]!;
+          o[ib] = a * sin[j]! + c * cos[j]!;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Scaled dot-product attention with grouped-query heads; scores and weights stay in float64. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, causal: boolean): Tensor {
+  const qd = floats(q, "attention q");
+  const kd = floats(k, "attention k");
+  const vd = floats(v, "attention v");
+  const [B, T, W] = q.shape as [number, number, number];
+  const KW = lastDim(k);
+  if (W % heads !== 0) throw new QzoError(`attention: q width ${W} is not a multiple of heads = ${heads}`);
+  if (heads % kvHeads !== 0) throw new QzoError(`attention: heads = ${heads} is not a multiple of kv_heads = ${kvHeads}`);
+  const hd = W / heads;
+  if (KW !== kvHeads * hd) throw new QzoError(`attention: k width ${KW} != kv_heads * head_dim = ${kvHeads * hd}`);
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(hd);
+  const out = f32([B, T, W]);
+  const o = out.data;
+  const p = new Float64Array(T);
+  const acc = new Float64Array(hd);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < heads; h++) {
+      const kh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = (b * T + t) * W + h * hd;
+        const n = causal ? t + 1 : T;
+        let mx = -Infinity;
+        for (let j = 0; j < n; j++) {
+          const ko = (b * T + j) * KW + kh * hd;
+          let s = 0;
+          for (let d = 0; d < hd; d++) s += qd[qo + d]! * kd[ko + d]!;
+          s *= scale;
+          p[j] = s;
+          if (s > mx) mx = s;
+        }
+        let sum = 0;
+        for (let j = 0; j < n; j++) {
+          const e = Math.exp(p[j]! - mx);
+          p[j] = e;
+          sum += e;
+        }
+        acc.fill(0);
+        for (let j = 0; j < n; j++) {
+          const w = p[j]! / sum;
+          const vo = (b * T + j) * KW + kh * hd;
+          for (let d = 0; d < hd; d++) acc[d] += w * vd[vo + d]!;
+        }
+        for (let d = 0; d < hd; d++) o[qo + d] = acc[d]!;
+      }
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ elementwise
+
+export function silu(x: Tensor): Tensor {
+  const xd = floats(x, "silu input");
+  const out = f32([...x.shape]);
+  for (let i = 0; i < xd.length; i++) out.data[i] = xd[i]! / (1 + Math.exp(-xd[i]!));
+  return out;
+}
+
+export function relu(x: Tensor): Tensor {
+  const xd = floats(x, "relu input");
+  const out = f32([...x.shape]);
+  for (let i = 0; i < xd.length; i++) out.data[i] = xd[i]! > 0 ? xd[i]! : 0;
+  return out;
+}
+
+const TWO_OVER_SQRT_PI = 1.1283791670955126;
+
+/**
+ * erf(x) in float64, absolute error well below 1e-12: for |x| < 6 the everywhere-convergent series
+ * erf(x) = 2/sqrt(pi) * exp(-x^2) * sum_{n>=0} 2^n x^(2n+1) / (1*3*5*...*(2n+1)),
+ * whose terms are all positive (no cancellation); |erf(x)| rounds to 1 beyond.
+ */
+export function erf(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  const ax = Math.abs(x);
+  if (ax >= 6) return x > 0 ? 1 : -1;
+  const x2 = ax * ax;
+  let term = ax;
+  let sum = ax;
+  for (let n = 1; n < 500; n++) {
+    term *= (2 * x2) / (2 * n + 1);
+    sum += term;
+    if (term < sum * 1e-17) break;
+  }
+  const r = TWO_OVER_SQRT_PI * Math.exp(-x2) * sum;
+  return x < 0 ? -r : r;
+}
+
+const SQRT1_2 = Math.SQRT1_2;
+
+/** gelu(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact (erf) form. */
+export function gelu(x: Tensor): Tensor {
+  const xd = floats(x, "gelu input");
+  const out = f32([...x.shape]);
+  for (let i = 0; i < xd.length; i++) {
+    const v = xd[i]!;
+    out.data[i] = 0.5 * v * (1 + erf(v * SQRT1_2));
+  }
+  return out;
+}
+
+/** softmax over the last dimension, with max subtraction. */
+export function softmax(x: Tensor): Tensor {
+  const xd = floats(x, "softmax input");
+  const D = lastDim(x);
+  const out = f32([...x.shape]);
+  const e = new Float64Array(D);
+  for (let r = 0; r < xd.length; r += D) {
+    let mx = -Infinity;
+    for (let i = 0; i < D; i++) if (xd[r + i]! > mx) mx = xd[r + i]!;
+    let sum = 0;
+    for (let i = 0; i < D; i++) {
+      e[i] = Math.exp(xd[r + i]! - mx);
+      sum += e[i]!;
+    }
+    for (let i = 0; i < D; i++) out.data[r + i] = e[i]! / sum;
+  }
+  return out;
+}
+
+export type BinaryOp = "add" | "sub" | "mul" | "div";
+
+/** a op b elementwise; either side may be a scalar (shape []). */
+export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  const ad = floats(a, `${op} left operand`);
+  const bd = floats(b, `${op} right operand`);
+  const sa = a.shape.length === 0;
+  const sb = b.shape.length === 0;
+  if (!sa && !sb && (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))) {
+    throw new Error(`internal: ${op}: shapes [${a.shape}] and [${b.shape}] differ`);
+  }
+  const shape = sa ? [...b.shape] : [...a.shape];
+  const out = f32(shape);
+  const o = out.data;
+  const n = o.length;
+  const as = sa ? 0 : 1;
+  const bs = sb ? 0 : 1;
+  switch (op) {
+    case "add":
+      for (let i = 0; i < n; i++) o[i] = ad[i * as]! + bd[i * bs]!;
+      break;
+    case "sub":
+      for (let i = 0; i < n; i++) o[i] = ad[i * as]! - bd[i * bs]!;
+      break;
+    case "mul":
+      for (let i = 0; i < n; i++) o[i] = ad[i * as]! * bd[i * bs]!;
+      break;
+    case "div":
+      for (let i = 0; i < n; i++) o[i] = ad[i * as]! / bd[i * bs]!;
+      break;
+  }
+  return out;
+}
+
+export function neg(x: Tensor): Tensor {
+  const xd = floats(x, "neg input");
+  const out = f32([...x.shape]);
+  for (let i = 0; i < xd.length; i++) out.data[i] = -xd[i]!;
+  return out;
+}
+
+/** positions(tokens[B, T], offset)[b, t] = t + offset (i32). */
+export function positions(tokens: Tensor, offset: number): Tensor {
+  const [B, T] = tokens.shape as [number, number];
+  const data = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) data[b * T + t] = t + offset;
+  return { shape: [B, T], data };
+}
+
+// ------------------------------------------------------------------ losses
+
+/** log softmax(row)[target] in float64, for row = logits[o .. o + V). */
+function logProb(l: Float32Array, o: number, V: number, target: number): number {
+  let mx = -Infinity;
+  for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
+  let sum = 0;
+  for (let i = 0; i < V; i++) sum += Math.exp(l[o + i]! - mx);
+  return l[o + target]! - mx - Math.log(sum);
+}
+
+function checkToken(what: string, id: number, V: number, b: number, t: number): void {
+  if (id < 0 || id >= V) throw new QzoError(`${what}: token id ${id} at [${b}, ${t}] is out of range for a vocabulary of ${V}`);
+}
+
+/**
+ * Mean next-token negative log-likelihood: sum over b and t >= 1 of mask[b,t] * -log softmax(logits[b,t-1])[tokens[b,t]],
+ * divided by the sum of those mask values. Positions with mask 0 are skipped (their logits are not read).
+ */
+export function nextTokenCe(logits: Tensor, tokens: Tensor, mask: Tensor): Tensor {
+  const l = floats(logits, "logits");
+  const tok = ints(tokens, "tokens");
+  const mk = floats(mask, "mask");
+  const [B, T, V] = logits.shape as [number, number, number];
+  let loss = 0;
+  let den = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 1; t < T; t++) {
+      const m = mk[b * T + t]!;
+      if (m === 0) continue;
+      const target = tok[b * T + t]!;
+      checkToken("next_token_ce", target, V, b, t);
+      loss -= m * logProb(l, (b * T + t - 1) * V, V, target);
+      den += m;
+    }
+  }
+  if (den === 0) throw new QzoError("next_token_ce: the mask selects no prediction target (mask[b, t] is 0 for every t >= 1)");
+  return { shape: [], data: Float32Array.of(loss / den) };
+}
+
+/** Per-sequence scores of candidate_ce: mask-weighted mean over t >= 1 of log softmax(logits[n,t-1])[tokens[n,t]]. */
+export function candidateScores(logits: Tensor, tokens: Tensor, mask: Tensor): Float64Array {
+  const l = floats(logits, "logits");
+  const tok = ints(tokens, "tokens");
+  const mk = floats(mask, "mask");
+  const [N, T, V] = logits.shape as [number, number, number];
+  const scores = new Float64Array(N);
+  for (let n = 0; n < N; n++) {
+    let s = 0;
+    let den = 0;
+    for (let t = 1; t < T; t++) {
+      const m = mk[n * T + t]!;
+      if (m === 0) continue;
+      const target = tok[n * T + t]!;
+      checkToken("candidate_ce", target, V, n, t);
+      s += m * logProb(l, (n * T + t - 1) * V, V, target);
+      den += m;
+    }
+    if (den === 0) throw new QzoError(`candidate_ce: sequence ${n} has no scored token (mask[${n}, t] is 0 for every t >= 1)`);
+    scores[n] = s / den;
+  }
+  return scores;
+}
+
+/** MeZO's classification loss: mean over examples of -log softmax_k(score[e*C + k])[label[e]]. */
+export function candidateCe(logits: Tensor, tokens: Tensor, mask: Tensor, label: Tensor, C: number): Tensor {
+  const lab = ints(label, "label");
+  const E = lab.length;
+  const N = logits.shape[0]!;
+  if (N !== E * C) throw new QzoError(`candidate_ce: ${N} sequences, expected labels (${E}) * candidates (${C}) = ${E * C}`);
+  const scores = candidateScores(logits, tokens, mask);
+  let loss = 0;
+  for (let e = 0; e < E; e++) {
+    const y = lab[e]!;
+    if (y < 0 || y >= C) throw new QzoError(`candidate_ce: label ${y} of example ${e} is out of range for ${C} candidates`);
+    let mx = -Infinity;
+    for (let k = 0; k < C; k++) if (scores[e * C + k]! > mx) mx = scores[e * C + k]!;
+    let sum = 0;
+    for (let k = 0; k < C; k++) sum += Math.exp(scores[e * C + k]! - mx);
+    loss += mx + Math.log(sum) - scores[e * C + y]!;
+  }
+  return { shape: [], data: Float32Array.of(loss / E) };
+}
+
+/** mean((a - b)^2) over all elements. */
+export function mse(a: Tensor, b: Tensor): Tensor {
+  const ad = floats(a, "mse prediction");
+  const bd = floats(b, "mse target");
+  let s = 0;
+  for (let i = 0; i < ad.length; i++) {
+    const d = ad[i]! - bd[i]!;
+    s += d * d;
+  }
+  return { shape: [], data: Float32Array.of(s / ad.length) };
+}
