@@ -1,0 +1,277 @@
+/**
+ * Binds a spec to a checkpoint: picks the spec from the file's architecture,
+ * fills the config from the metadata keys the spec names, sets each `format`
+ * config entry from the storage of the tensors it types, re-checks the spec
+ * with those values, and serves each parameter's weights on demand, read from
+ * the checkpoint names the spec declares for the file's family (with layer
+ * slices and load transforms). Nothing here knows a file format's tensor
+ * names: they all come from the spec.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { checkFile } from "../../compiler/check.js";
+import { CompileError } from "../../compiler/diagnostics.js";
+import type { FormatIR, ModuleIR, ParamIR, SourceNameIR } from "../../compiler/ir/ir.js";
+import type { ConfigOverrides } from "../../compiler/sema/check.js";
+import { QzoError } from "../../util/errors.js";
+import type { ParamValue, WeightSource } from "../interpret/interpreter.js";
+import { type TensorInfo, decodeBytesToF32, numElements } from "../model-files/index.js";
+import { unpack } from "../quant/codec.js";
+import { evalIndexExpr } from "../quant/index-expr.js";
+import type { PackedTensor } from "../quant/types.js";
+import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
+
+/** The repository root (where package.json and models/ are), from src/ or dist/src/. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error("qzo: cannot find the package root");
+    dir = up;
+  }
+  return dir;
+}
+
+/** The shipped spec for an architecture name (models/<arch>.qzo). */
+export function specForArchitecture(arch: string, file: string): string {
+  const path = join(packageRoot(), "models", `${arch}.qzo`);
+  if (!arch || !existsSync(path)) {
+    const known = readdirSync(join(packageRoot(), "models")).filter((f) => f.endsWith(".qzo")).map((f) => f.replace(/\.qzo$/, ""));
+    throw new QzoError(`${file}: no shipped spec for architecture '${arch || "(none named)"}' (specs: ${known.join(", ")}); pass --spec FILE`);
+  }
+  return path;
+}
+
+/** A weight as stored: float values, or a quantized tensor in its packed form. */
+export type StoredWeight =
+  | { kind: "float"; shape: number[]; data: Float32Array; tensor: string }
+  | { kind: "quant"; packed: PackedTensor; tensor: string };
+
+export interface BoundModel {
+  module: ModuleIR;
+  spec: string;
+  checkpoint: Checkpoint;
+  /** The config values that came from the file (and from `set`). */
+  overrides: ConfigOverrides;
+  stored(param: string, layer: number | undefined): StoredWeight;
+  weights: WeightSource;
+}
+
+export function bindModel(path: string, opts: { spec?: string; set?: ConfigOverrides } = {}): BoundModel {
+  const ckpt = openCheckpoint(path);
+  const spec = opts.spec ?? specForArchitecture(ckpt.architecture, path);
+  const user = opts.set ?? {};
+  const first = check(spec, user);
+  const overrides: ConfigOverrides = { ...metadataOverrides(first, ckpt), ...storageOverrides(first, ckpt), ...user };
+  const module = check(spec, overrides);
+  const formats = new Map(module.formats.map((f) => [f.name, f]));
+  const env: Record<string, number> = {};
+  for (const c of module.config) if (c.value.type === "int") env[c.name] = c.value.value;
+
+  const storedCache = new Map<string, StoredWeight>();
+  const stored = (param: string, layer: number | undefined): StoredWeight => {
+    const key = `${param}#${layer ?? ""}`;
+    let w = storedCache.get(key);
+    if (!w) {
+      const p = module.params.find((q) => q.name === param);
+      if (!p) throw new QzoError(`${spec}: no parameter '${param}'`);
+      w = loadWeight(ckpt, p, layer, formats, env);
+      storedCache.set(key, w);
+    }
+    return w;
+  };
+  const valueCache = new Map<string, ParamValue>();
+  const weights: WeightSource = {
+    get(param, layer) {
+      const key = `${param}#${layer ?? ""}`;
+      let v = valueCache.get(key);
+      if (!v) {
+        const s = stored(param, layer);
+        v = s.kind === "float" ? { kind: "float", shape: s.shape, data: s.data } : { kind: "quant", tensor: unpack(s.packed) };
+        valueCache.set(key, v);
+      }
+      return v;
+    },
+  };
+  return { module, spec, checkpoint: ckpt, overrides, stored, weights };
+}
+
+function check(spec: string, overrides: ConfigOverrides): ModuleIR {
+  const r = checkFile(spec, overrides);
+  if (r.diagnostics.length) throw new CompileError(r.diagnostics);
+  if (r.modules.length !== 1) throw new QzoError(`${spec}: declares ${r.modules.length} models, expected one`);
+  return r.modules[0]!;
+}
+
+/** Config values from the metadata keys each entry names for this family. */
+function metadataOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
+  const out: ConfigOverrides = {};
+  for (const c of m.config) {
+    for (const src of c.sources[ckpt.family] ?? []) {
+      let v = ckpt.meta(src.tensor);
+      if (v === undefined || v === null) continue;
+      if (src.transforms.some((t) => t.name === "length")) v = Array.isArray(v) ? v.length : undefined;
+      if (typeof v === "number" && Number.isFinite(v)) {
+        out[c.name] = c.value.type === "int" ? Math.abs(v) : v;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The storage (dtype or format name) a checkpoint tensor has, for a spec with these formats. */
+function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[]): { storage: string; tensor: string } | undefined {
+  const found = findTensor(ckpt, p, p.array ? Number(evalIndexExpr(p.array.from, {})) : undefined, formats);
+  if (!found) return undefined;
+  if (found.format) return { storage: found.format.name, tensor: found.name };
+  const dt = found.info.dtype;
+  if (dt === "F32" || dt === "F16" || dt === "BF16") return { storage: dt.toLowerCase(), tensor: found.name };
+  const f = formats.find((x) => x.name === dt.toLowerCase());
+  if (!f) {
+    throw new QzoError(`${ckpt.path}: tensor '${found.name}' is ${dt}, a type the spec declares no format for (formats: ${formats.map((x) => x.name).join(", ")})`);
+  }
+  return { storage: f.name, tensor: found.name };
+}
+
+/** Each `format` config entry set from the tensors it types; a fallback dtype does not set it. */
+function storageOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
+  const out: ConfigOverrides = {};
+  const from: Record<string, string> = {};
+  for (const p of m.params) {
+    if (!p.storageEntry) continue;
+    const s = storageOf(ckpt, p, m.formats);
+    if (!s) continue;
+    const entry = p.storageEntry;
+    if (p.fallback === s.storage && out[entry] === undefined) continue;
+    if (out[entry] !== undefined && out[entry] !== s.storage) {
+      if (p.fallback === s.storage) continue;
+      throw new QzoError(`${ckpt.path}: tensors typed by config entry '${entry}' have different storage: '${from[entry]}' is ${out[entry]}, '${s.tensor}' is ${s.storage}`);
+    }
+    out[entry] = s.storage;
+    from[entry] = s.tensor;
+  }
+  return out;
+}
+
+interface Found {
+  name: string;
+  info: TensorInfo;
+  source: SourceNameIR;
+  /** For a format stored as separate tensors: the format and its tensors by layout name. */
+  format?: FormatIR;
+  parts?: Record<string, TensorInfo>;
+}
+
+function tensorName(src: SourceNameIR, layer: number | undefined): string {
+  return src.tensor.replace(/\{[^}]*\}/g, String(layer ?? ""));
+}
+
+function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, formats: FormatIR[]): Found | undefined {
+  for (const src of p.sources[ckpt.family] ?? []) {
+    const name = tensorName(src, layer);
+    const info = ckpt.tensors.get(name);
+    if (info) return { name, info, source: src };
+    // A format stored as separate tensors beside the weight's name (GPTQ: x.qweight, x.qzeros, x.scales).
+    const prefix = name.replace(/[^.]*$/, "");
+    for (const f of formats) {
+      if (f.layout.kind !== "tensors") continue;
+      const parts: Record<string, TensorInfo> = {};
+      for (const fld of f.layout.fields) {
+        const t = ckpt.tensors.get(prefix + fld.tensor);
+        if (t) parts[fld.tensor] = t;
+      }
+      if (Object.keys(parts).length === f.layout.fields.length) {
+        return { name: prefix + f.layout.fields[0]!.tensor, info: parts[f.layout.fields[0]!.tensor]!, source: src, format: f, parts };
+      }
+    }
+  }
+  return undefined;
+}
+
+function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, formats: Map<string, FormatIR>, env: Record<string, number>): StoredWeight {
+  const found = findTensor(ckpt, p, layer, [...formats.values()]);
+  if (!found) {
+    const tried = (p.sources[ckpt.family] ?? []).map((s) => `"${tensorName(s, layer)}"`).join(", ");
+    const what = layer === undefined ? `parameter '${p.name}'` : `parameter '${p.name}' layer ${layer}`;
+    throw new QzoError(`${ckpt.path}: no tensor for ${what} (tried ${tried || `nothing: the spec names no '${ckpt.family}' source`})`);
+  }
+  const shape = p.type.shape.map((d) => evalIndexExpr(d, env));
+  const fmt = formats.get(p.resolved);
+  const label = `'${found.name}'${found.source.index !== undefined ? `[${layer}]` : ""}`;
+  if (found.format) {
+    if (fmt?.name !== found.format.name) throw new QzoError(`${ckpt.path}: ${label} is stored as ${found.format.name}, but parameter '${p.name}' is ${p.resolved}`);
+    const storage: Record<string, Uint8Array> = {};
+    for (const [k, info] of Object.entries(found.parts!)) storage[k] = ckpt.read(info.name);
+    return { kind: "quant", packed: { format: fmt, rows: shape[0]!, cols: shape[1]!, storage }, tensor: found.name };
+  }
+  let info = found.info;
+  let bytes = ckpt.read(found.name);
+  let tshape = [...info.shape];
+  if (found.source.index !== undefined) {
+    const idx = evalIndexExpr(found.source.index, { ...env, [p.array?.var ?? "l"]: layer ?? 0 });
+    const n = tshape[0]!;
+    if (idx < 0 || idx >= n) throw new QzoError(`${ckpt.path}: ${label}: index ${idx} is outside the ${n} slices of '${found.name}'`);
+    const per = bytes.length / n;
+    bytes = bytes.subarray(idx * per, (idx + 1) * per);
+    tshape = tshape.slice(1);
+    info = { ...info, shape: tshape, byteLength: per };
+  }
+  for (const t of found.source.transforms) if (t.name === "transpose") tshape = [tshape[1]!, tshape[0]!];
+  if (tshape.length !== shape.length || tshape.some((d, i) => d !== shape[i])) {
+    throw new QzoError(`${ckpt.path}: ${label} has shape [${tshape.join(", ")}], but parameter '${p.name}' is [${shape.join(", ")}] (${p.type.shape.join(", ")})`);
+  }
+  const dt = info.dtype;
+  if (fmt) {
+    if (dt.toLowerCase() !== fmt.name) throw new QzoError(`${ckpt.path}: ${label} is ${dt}, but parameter '${p.name}' is ${fmt.name}`);
+    const rows = shape[0]!;
+    const cols = shape[1]!;
+    let blocks = bytes;
+    for (const t of found.source.transforms) blocks = permuteRowBytes(blocks, rows, t, env, label, ckpt.path);
+    return { kind: "quant", packed: { format: fmt, rows, cols, storage: { blocks } }, tensor: found.name };
+  }
+  if (dt !== "F32" && dt !== "F16" && dt !== "BF16") {
+    throw new QzoError(`${ckpt.path}: ${label} is ${dt}, but parameter '${p.name}' is ${p.resolved}`);
+  }
+  let data = decodeBytesToF32(info, bytes);
+  for (const t of found.source.transforms) {
+    if (t.name === "transpose") data = transpose(data, tshape[1]!, tshape[0]!);
+    else data = new Float32Array(permuteRowBytes(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), shape[0]!, t, env, label, ckpt.path).buffer);
+  }
+  if (data.length !== numElements(shape)) throw new QzoError(`${ckpt.path}: ${label} has ${data.length} values, expected ${numElements(shape)}`);
+  return { kind: "float", shape, data, tensor: found.name };
+}
+
+/**
+ * Reorders whole rows for the RoPE conventions. Hugging Face keeps, within each head of hd rows,
+ * row k*(hd/2) + j where llama2.c and GGUF keep row 2j + k (k = 0, 1).
+ */
+function permuteRowBytes(bytes: Uint8Array, rows: number, t: { name: string; args: string[] }, env: Record<string, number>, label: string, file: string): Uint8Array {
+  if (t.name !== "unpermute_rope" && t.name !== "permute_rope") {
+    if (t.name === "transpose") throw new QzoError(`${file}: ${label}: a quantized tensor cannot be transposed on load`);
+    return bytes;
+  }
+  const heads = evalIndexExpr(t.args[0]!, env);
+  const hd = rows / heads;
+  if (!Number.isInteger(hd) || hd % 2 !== 0) throw new QzoError(`${file}: ${label}: ${rows} rows do not split into ${heads} heads of an even size`);
+  const rowBytes = bytes.length / rows;
+  const out = new Uint8Array(bytes.length);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < hd / 2; j++) {
+      for (let k = 0; k < 2; k++) {
+        const half = h * hd + k * (hd / 2) + j;
+        const pair = h * hd + 2 * j + k;
+        const [from, to] = t.name === "unpermute_rope" ? [half, pair] : [pair, half];
+        out.set(bytes.subarray(from * rowBytes, (from + 1) * rowBytes), to * rowBytes);
+      }
+    }
+  }
+  return out;
+}
+
+function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
