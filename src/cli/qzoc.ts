@@ -46,7 +46,9 @@ program
       }
       const what = r.modules.length
         ? r.modules.map((m) => `model ${m.name}: ${m.params.length} parameters, ${m.graphs.length} graphs, ${m.train.trainable.length} trainable tensors`).join("; ")
-        : `${r.formats.length} format${r.formats.length === 1 ? "" : "s"}: ${r.formats.map((x) => x.name).join(", ")}`;
+        : r.formats.length
+          ? `${r.formats.length} format${r.formats.length === 1 ? "" : "s"}: ${r.formats.map((x) => x.name).join(", ")}`
+          : "no declarations";
       process.stdout.write(`${f}: ok (${what})\n`);
     }
     if (errors.length) throw new CompileError(errors);
@@ -71,7 +73,10 @@ program
     const outputs: { stage: Stage; file: string; text: string }[] = [];
     if (stages.includes("ast")) outputs.push({ stage: "ast", file: `${name}.ast.json`, text: astToJson(r.ast!) });
     if (stages.includes("ir")) {
-      if (r.modules.length === 0) throw new QzoError(`${file}: declares no model, so there is no IR (its formats check: ${r.formats.map((f) => f.name).join(", ")})`);
+      if (r.modules.length === 0) {
+        const formats = r.formats.length ? ` (its formats check: ${r.formats.map((f) => f.name).join(", ")})` : "";
+        throw new QzoError(`${file}: declares no model, so there is no IR${formats}`);
+      }
       for (const m of r.modules) {
         outputs.push({ stage: "ir", file: `${name}.ir.txt`, text: printModule(m) });
         if (opts.out) outputs.push({ stage: "ir", file: `${name}.ir.json`, text: moduleToJson(m) });

@@ -15,7 +15,8 @@ export interface Diagnostic {
 
 export function renderDiagnostic(d: Diagnostic): string {
   const { line, col } = d.span.file.position(d.span.start);
-  const text = d.span.file.lineText(line);
+  // Control bytes (a binary file, say) are shown as '?', so the terminal gets only text.
+  const text = d.span.file.lineText(line).replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, "?");
   const endOnLine = Math.min(d.span.end, d.span.start + Math.max(1, text.length - col + 1));
   const width = Math.max(1, endOnLine - d.span.start);
   const lines = [

@@ -14,6 +14,8 @@ import { checkFile, checkSource } from "../../src/compiler/check.js";
 import { diagnosticHeadline, type Diagnostic } from "../../src/compiler/diagnostics.js";
 import type { ConfigOverrides } from "../../src/compiler/sema/check.js";
 import { SourceFile } from "../../src/compiler/source.js";
+import { parseSource } from "../../src/compiler/syntax/parse.js";
+import { prettyPrint } from "../../src/compiler/syntax/pretty.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const QZOC = join(ROOT, "dist/src/cli/qzoc.js");
@@ -114,9 +116,10 @@ describe("syntax errors", () => {
   it("stray character", () => {
     expect(check("model m {\n  config {\n    dim: int = 4 @\n  }\n}\n")).toEqual(["bad.qzo:3:18: error: unexpected character '@'"]);
   });
-  it("unterminated string (the first diagnostic is at the opening quote)", () => {
-    const d = check('import "formats/gguf.qzo\nmodel m {}\n');
-    expect(d[0]).toBe("bad.qzo:1:8: error: unterminated string literal");
+  it("unterminated string: one diagnostic at the opening quote, no follow-on errors", () => {
+    expect(check('import "formats/gguf.qzo\nmodel m {}\n')).toEqual([
+      'bad.qzo:1:8: error: unterminated string literal\nhint: close it with " on the same line',
+    ]);
   });
   it("a statement keyword at the top level", () => {
     expect(check("graph f() {}\n")).toEqual(["bad.qzo:1:1: error: expected a 'format' or 'model' declaration, found 'graph'"]);
@@ -166,7 +169,7 @@ describe("unknown names", () => {
   });
   it("unknown type", () => {
     expect(check(edit(["param out: f32[vocab, dim]", "param out: f32[vocab, dim]\n  param extra: q9_9[dim, dim]"]))).toEqual([
-      "bad.qzo:16:16: error: unknown type 'q9_9'\nhint: a type is a dtype (f32, f16, bf16, i32...), a format, or a config entry of type format",
+      "bad.qzo:16:16: error: unknown type 'q9_9'\nhint: a type is a dtype (f32, f16, bf16, i32...) or a format, and no format is declared or imported: import one, e.g. import \"formats/gguf.qzo\"",
     ]);
   });
   it("unknown config type", () => {
@@ -634,5 +637,57 @@ model m {
     expect(r.exitCode).toBe(1);
     expect(r.stderr.split("\n")[0]).toBe("fmt-bad.qzo:3:14: error: expected '=', found '4'");
     expect(r.stdout).toBe("");
+  });
+});
+
+describe("one mistake, one diagnostic (no follow-on errors)", () => {
+  const heads = (text: string, overrides: ConfigOverrides = {}) => check(text, overrides).map((d) => d.split("\n")[0]);
+
+  it("an error before a loop does not hide errors inside it", () => {
+    expect(heads(edit(["embedding(emb, tokens)", "embedding(emb, tokenz)"], ["silu(linear(h, w1[l]))", "swish(linear(h, w1[l]))"]))).toEqual([
+      "bad.qzo:17:24: error: unknown name 'tokenz'",
+      "bad.qzo:20:22: error: unknown operation 'swish'",
+    ]);
+  });
+
+  it("an error inside a graph is not reported again where the graph is called", () => {
+    expect(heads(edit(["return linear(x, out)", "return linear(x, outt)"]))).toEqual([
+      "bad.qzo:22:22: error: unknown name 'outt'",
+    ]);
+  });
+
+  it("a parameter whose declaration failed is not called missing by its uses or the train block", () => {
+    expect(heads(edit(["param out: f32[vocab, dim]", "param out: f32[vocab, dimm]"]))).toEqual([
+      "bad.qzo:15:25: error: unknown name 'dimm'",
+    ]);
+    expect(heads(edit(["param out: f32[vocab, dim]", "param out[l]: f32[vocab, dim]"]))).toEqual([
+      "bad.qzo:15:13: error: parameter 'out' is indexed by 'l' outside a 'for l in ...' block",
+    ]);
+  });
+
+  it("a graph calling itself is reported once", () => {
+    expect(heads(edit(["return linear(x, out)", "return forward(tokens)"]))).toEqual(["bad.qzo:22:12: error: 'forward' calls itself"]);
+  });
+
+  it("a bad override is reported once, at the model, and the entry keeps its default", () => {
+    expect(heads(BASE, { hidden: "abc" })).toEqual(["bad.qzo:1:7: error: config override hidden=abc is not an integer"]);
+    expect(heads(BASE, { hidden: "1.5" })).toEqual(["bad.qzo:1:7: error: config override hidden=1.5 is not an integer"]);
+  });
+
+  it("a codebook with the wrong number of values is not also called unknown", () => {
+    const text = 'format f {\n  code u4 lookup lv\n  block 32 along in\n  scale f16\n  codebook lv f32[16] = [0, 1, 2]\n  layout record 18 {\n    scale at 0\n    code[i] at 2 + i % 16 bit 4 * (i / 16)\n  }\n}\n';
+    expect(heads(text)).toEqual(["bad.qzo:5:25: error: codebook 'lv' is declared with 16 entries but lists 3"]);
+  });
+
+  it("a format type with nothing imported hints at importing formats", () => {
+    const d = check(edit(["param out: f32[vocab, dim]", "param out: q4_0[vocab, dim]"]));
+    expect(d[0]).toBe(
+      "bad.qzo:15:14: error: unknown type 'q4_0'\nhint: a type is a dtype (f32, f16, bf16, i32...) or a format, and no format is declared or imported: import one, e.g. import \"formats/gguf.qzo\"",
+    );
+  });
+
+  it("an empty file declares nothing; its canonical form is empty", () => {
+    expect(check("")).toEqual([]);
+    expect(prettyPrint(parseSource(new SourceFile("e.qzo", "")).ast!)).toBe("");
   });
 });

@@ -14,7 +14,7 @@ import { Sym } from "../ir/symbolic.js";
 import { EvalFailed, type SymScope, attempt, describeExpr, evalNumber, evalSym, fail, suggest } from "./evaluate.js";
 import { checkFormat } from "./formats.js";
 import { locOf } from "./loc.js";
-import { BINARY_OPS, type CType, type InferCtx, OPS } from "./ops.js";
+import { BINARY_OPS, type CType, type InferCtx, OPS, type OpSpec } from "./ops.js";
 import type { Program } from "./program.js";
 import { TRAIN_DEFAULTS, checkTrain } from "./train.js";
 
@@ -58,6 +58,8 @@ class ModelChecker {
   readonly failedParams = new Set<string>();
   private graphs = new Map<string, A.GraphDecl>();
   private configIR: ConfigEntryIR[] = [];
+  /** Config entries whose definition had errors: uses of them are not reported again. */
+  private failedConfig = new Set<string>();
 
   constructor(
     private readonly program: Program,
@@ -86,7 +88,7 @@ class ModelChecker {
     }
     const trains = this.model.items.filter((i): i is A.TrainBlock => i.kind === "train");
     for (const extra of trains.slice(1)) this.diags.error(extra.span, "a model has one train block");
-    const train = checkTrain(trains[0], this.model, [...this.graphs.values()], [...this.params.values()].map((p) => p.ir), new Set([...this.formats.values()].filter((f) => f.min).map((f) => f.name)), this.diags);
+    const train = checkTrain(trains[0], this.model, [...this.graphs.values()], [...this.params.values()].map((p) => p.ir), this.failedParams, new Set([...this.formats.values()].filter((f) => f.min).map((f) => f.name)), this.diags);
     if (this.diags.hasErrors || !train) return undefined;
     return {
       name: this.model.name.name,
@@ -118,8 +120,11 @@ class ModelChecker {
         continue;
       }
       const over = overrides[name];
-      const entry = attempt(() => this.configEntry(e, type, over));
+      let entry = attempt(() => this.configEntry(e, type, over));
+      // A bad override is reported once; the entry keeps its default so its uses check normally.
+      if (!entry && over !== undefined) entry = attempt(() => this.configEntry(e, type, undefined));
       if (entry) this.config.set(name, entry);
+      else this.failedConfig.add(name);
     }
   }
 
@@ -129,13 +134,15 @@ class ModelChecker {
     if (type === "format") {
       const value = over !== undefined ? String(over) : this.storageName(e.value);
       if (over !== undefined && !this.isStorage(value)) {
-        fail(this.diags, e.name, `config override ${name}=${value} is not a format or float dtype`, this.storageHint(value));
+        fail(this.diags, this.model.name, `config override ${name}=${value} is not a format or float dtype`, this.storageHint(value));
       }
       this.configIR.push({ name, value: { type, value, expr: exprText }, sources: this.metadataSources(e), loc: locOf(e.name) });
       return { entry: e, type, storage: value };
     }
     const num = over !== undefined ? Number(over) : evalNumber(e.value, (n) => this.configNumber(n, e.value), this.diags, `config entry '${name}'`);
-    if (Number.isNaN(num)) fail(this.diags, e.name, `config override ${name}=${over} is not a number`);
+    if (over !== undefined && (Number.isNaN(num) || (type === "int" && !Number.isInteger(num)))) {
+      fail(this.diags, this.model.name, `config override ${name}=${over} is not ${type === "int" ? "an integer" : "a number"}`);
+    }
     if (type === "int" && !Number.isInteger(num)) fail(this.diags, e.value, `config entry '${name}' is an int but its value is ${num}`);
     let sym: Sym | undefined;
     let expansion: string | undefined;
@@ -171,6 +178,7 @@ class ModelChecker {
   }
 
   private configNumber(n: string, at: A.Node): number | undefined {
+    if (this.failedConfig.has(n)) throw new EvalFailed("config entry with errors");
     const c = this.config.get(n);
     if (!c) return undefined;
     if (c.number === undefined) fail(this.diags, at, `config entry '${n}' is a format, not a number`);
@@ -182,7 +190,9 @@ class ModelChecker {
   }
 
   private storageHint(s: string): string | undefined {
-    return suggest(s, [...this.program.formats.keys(), "f32", "f16", "bf16"]) ?? `known formats: ${[...this.program.formats.keys()].join(", ")}`;
+    const formats = [...this.program.formats.keys()];
+    if (formats.length === 0) return `no format is declared or imported: import one, e.g. import "formats/gguf.qzo", or use f32, f16 or bf16`;
+    return suggest(s, [...formats, "f32", "f16", "bf16"]) ?? `known formats: ${formats.join(", ")}; or f32, f16, bf16`;
   }
 
   /** A format-typed config value: a format name, a float dtype, or another format entry. */
@@ -196,14 +206,21 @@ class ModelChecker {
 
   /** Resolves a type's base: a dtype, a format, or a format entry of the config. */
   resolveStorage(id: A.Ident): string {
+    if (this.failedConfig.has(id.name)) throw new EvalFailed("config entry with errors");
     const c = this.config.get(id.name);
     if (c?.type === "format") return c.storage!;
     if (isDType(id.name) || this.program.formats.has(id.name)) return id.name;
-    return fail(this.diags, id, `unknown type '${id.name}'`, suggest(id.name, [...this.program.formats.keys(), "f32", "f16", "bf16", "i32"]) ?? "a type is a dtype (f32, f16, bf16, i32...), a format, or a config entry of type format");
+    const hint =
+      suggest(id.name, [...this.program.formats.keys(), "f32", "f16", "bf16", "i32"]) ??
+      (this.program.formats.size === 0
+        ? `a type is a dtype (f32, f16, bf16, i32...) or a format, and no format is declared or imported: import one, e.g. import "formats/gguf.qzo"`
+        : "a type is a dtype (f32, f16, bf16, i32...), a format, or a config entry of type format");
+    return fail(this.diags, id, `unknown type '${id.name}'`, hint);
   }
 
   /** Symbolic value of a config name inside shapes (ints only). */
   configSym(name: string, at: A.Node): Sym | undefined {
+    if (this.failedConfig.has(name)) throw new EvalFailed("config entry with errors");
     const c = this.config.get(name);
     if (!c) return undefined;
     if (!c.sym) fail(this.diags, at, `config entry '${name}' is a ${c.type}, not an int, and cannot be a dimension`);
@@ -266,6 +283,7 @@ class ModelChecker {
       return;
     }
     if (p.index && !array) {
+      this.failedParams.add(name);
       this.diags.error(p.index.span, `parameter '${name}' is indexed by '${p.index.name}' outside a 'for ${p.index.name} in ...' block`);
       return;
     }
@@ -403,6 +421,7 @@ class GraphLowering {
 
   lower(): GraphIR {
     const g = this.g;
+    this.reportUnknownCallees(g.body);
     this.inlining.push(g.name.name);
     const env = new Map<string, Binding>();
     const inputs: number[] = [];
@@ -516,9 +535,15 @@ class GraphLowering {
     const inner = new Map(env);
     const body: BlockIR = { args: [], nodes: [], yields: [] };
     const inits: number[] = [];
+    let poisoned = false;
     for (const n of carriedNames) {
       const outer = env.get(n)!;
-      if (outer === "poisoned") throw new EvalFailed("poisoned carry");
+      if (outer === "poisoned") {
+        // Still check the body, so that its own errors are reported too.
+        poisoned = true;
+        inner.set(n, "poisoned");
+        continue;
+      }
       const arg = this.newValue(this.ctypes[outer]!, n);
       body.args.push(arg);
       inits.push(outer);
@@ -527,10 +552,13 @@ class GraphLowering {
     this.loopVars.add(v);
     this.lowerBody(s.body, inner, body, false);
     this.loopVars.delete(v);
+    if (poisoned || carriedNames.some((n) => inner.get(n) === "poisoned")) {
+      for (const n of carriedNames) env.set(n, "poisoned");
+      return;
+    }
     const outs: number[] = [];
     carriedNames.forEach((n, k) => {
-      const next = inner.get(n)!;
-      if (next === "poisoned") throw new EvalFailed("poisoned carry");
+      const next = inner.get(n) as number;
       const before = this.ctypes[inits[k]!]!;
       if (!this.sameType(before, this.ctypes[next]!)) {
         fail(this.diags, s.var, `'${n}' is ${this.typeText(before)} before the loop but ${this.typeText(this.ctypes[next]!)} at the end of its body`, "a value carried through a loop keeps its type");
@@ -632,9 +660,53 @@ class GraphLowering {
     const graph = this.m.graph(name);
     if (graph) return this.inlineGraph(graph, e, env, block);
     const spec = OPS[name];
-    if (!spec) {
-      return fail(this.diags, e.callee, `unknown operation '${name}'`, suggest(name, [...Object.keys(OPS), ...this.m.graphNames()]) ?? `operations: ${Object.keys(OPS).join(", ")}`);
+    if (!spec) throw new EvalFailed("unknown operation, reported before lowering");
+    return this.lowerOp(e, spec, env, block);
+  }
+
+  /**
+   * Reports every call of an unknown operation up front, so that an error in an
+   * argument (which stops the lowering of its expression) cannot hide it.
+   */
+  private reportUnknownCallees(body: A.Stmt[]): void {
+    const visit = (e: A.Expr): void => {
+      switch (e.kind) {
+        case "call":
+          if (!OPS[e.callee.name] && !this.m.graph(e.callee.name)) this.unknownOp(e);
+          e.args.forEach(visit);
+          e.named.forEach((a) => visit(a.value));
+          return;
+        case "binary":
+          visit(e.left);
+          visit(e.right);
+          return;
+        case "unary":
+          visit(e.operand);
+          return;
+        case "index":
+          visit(e.target);
+          e.indices.forEach(visit);
+          return;
+        case "list":
+          e.items.forEach(visit);
+          return;
+        default:
+          return;
+      }
+    };
+    for (const s of body) {
+      if (s.kind === "for") this.reportUnknownCallees(s.body);
+      else visit(s.value);
     }
+  }
+
+  private unknownOp(e: A.CallExpr): void {
+    const name = e.callee.name;
+    this.diags.error(e.callee.span, `unknown operation '${name}'`, suggest(name, [...Object.keys(OPS), ...this.m.graphNames()]) ?? `operations: ${Object.keys(OPS).join(", ")}`);
+  }
+
+  private lowerOp(e: A.CallExpr, spec: OpSpec, env: Map<string, Binding>, block: BlockIR): number {
+    const name = e.callee.name;
     const min = spec.args.filter((a) => !a.optional).length;
     if (e.args.length < min || e.args.length > spec.args.length) {
       const want = min === spec.args.length ? `${min}` : `${min} to ${spec.args.length}`;
@@ -719,7 +791,9 @@ class GraphLowering {
   }
 
   private inlineGraph(graph: A.GraphDecl, e: A.CallExpr, env: Map<string, Binding>, block: BlockIR): number {
-    if (this.inlining.includes(graph.name.name)) fail(this.diags, e.callee, `'${graph.name.name}' calls itself (${[...this.inlining, graph.name.name].join(" -> ")})`);
+    if (this.inlining.includes(graph.name.name)) {
+      fail(this.diags, e.callee, `'${graph.name.name}' calls itself`, "graphs are inlined, so a graph cannot call itself directly or through another graph");
+    }
     if (graph.role === "loss") fail(this.diags, e.callee, `'${graph.name.name}' is a loss; only graphs can be called`);
     if (e.named.length) fail(this.diags, e.named[0]!.name, "graph calls take positional arguments only");
     if (e.args.length !== graph.inputs.length) {
@@ -733,6 +807,7 @@ class GraphLowering {
     graph.inputs.forEach((inp, i) => {
       const got = this.ctypes[args[i]!]!;
       const want = inp.type;
+      if (!isDType(want.base.name)) throw new EvalFailed("callee input type reported at the callee");
       if (want.shape.length !== got.shape.length || want.base.name !== (got.elem.kind === "dtype" ? got.elem.dtype : got.elem.format)) {
         fail(this.diags, e.args[i]!, `'${graph.name.name}' expects ${inp.name.name}: ${exprString(want)}, found ${this.typeText(got)}`);
       }
@@ -748,7 +823,8 @@ class GraphLowering {
     this.inlining.push(graph.name.name);
     try {
       const ret = this.lowerBody(graph.body, inner, block, true);
-      if (ret === undefined || ret === "poisoned") fail(this.diags, e.callee, `'${graph.name.name}' has errors (reported at its definition)`);
+      // The callee's own errors are reported where it is defined, not again at each call.
+      if (ret === undefined || ret === "poisoned") throw new EvalFailed("callee with errors");
       return ret;
     } finally {
       this.inlining.pop();

@@ -14,7 +14,7 @@ import {
   isDType, isFloatDType,
 } from "../ir/ir.js";
 import { Sym } from "../ir/symbolic.js";
-import { attempt, evalNumber, evalSym, fail } from "./evaluate.js";
+import { EvalFailed, attempt, evalNumber, evalSym, fail } from "./evaluate.js";
 import { locOf } from "./loc.js";
 
 type Field = "scale" | "zero" | "min" | "code";
@@ -57,6 +57,7 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
   const get = <K extends A.FormatClause["kind"]>(k: K) =>
     decl.clauses.find((c): c is Extract<A.FormatClause, { kind: K }> => c.kind === k);
   const before = diags.items.length;
+  if (seen.size !== decl.clauses.length) return undefined;
   const codeC = get("code");
   const scaleC = get("scale");
   const layoutC = get("layout");
@@ -79,6 +80,8 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
     let lookup: string | undefined;
     if (codeC.lookup) {
       const cb = codebooks.find((b) => b.name === codeC.lookup!.name);
+      const declared = decl.clauses.some((c) => c.kind === "codebook" && c.name.name === codeC.lookup!.name);
+      if (!cb && declared) throw new EvalFailed("codebook with errors");
       if (!cb) fail(diags, codeC.lookup, `unknown codebook '${codeC.lookup.name}'`, "declare it in this format: codebook NAME f32[16] = [...]");
       if (!cb.additive && cb.shape[0] !== 2 ** t.bits) {
         fail(diags, codeC.lookup, `codebook '${cb.name}' has ${cb.shape[0]} entries but ${t.bits}-bit codes index ${2 ** t.bits}`);

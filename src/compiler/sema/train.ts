@@ -56,6 +56,7 @@ export function checkTrain(
   model: A.ModelDecl,
   graphs: A.GraphDecl[],
   params: ParamIR[],
+  failedParams: Set<string>,
   formatsWithMin: Set<string>,
   diags: DiagnosticBag,
 ): TrainIR | undefined {
@@ -99,7 +100,7 @@ export function checkTrain(
     });
   }
   if (block && losses.length === 0) diags.error(block.span, `model '${model.name.name}' has a train block but no loss`, "declare one: loss lm(tokens: i32[B, T], mask: f32[B, T]) { ... }");
-  const selected = trainableExpr ? attempt(() => selection(trainableExpr!, params, formatsWithMin, diags)) : defaultSelection(params);
+  const selected = trainableExpr ? attempt(() => selection(trainableExpr!, params, failedParams, formatsWithMin, diags)) : defaultSelection(params);
   if (!selected) return undefined;
   out.trainable = selected;
   return out;
@@ -116,10 +117,10 @@ function isQuantized(p: ParamIR): boolean {
 const SELECTORS = ["scales", "mins", "weights"] as const;
 const KINDS = ["linear", "embedding", "all"];
 
-function selection(e: A.Expr, params: ParamIR[], withMin: Set<string>, diags: DiagnosticBag): TrainableIR[] {
+function selection(e: A.Expr, params: ParamIR[], failed: Set<string>, withMin: Set<string>, diags: DiagnosticBag): TrainableIR[] {
   if (e.kind === "binary" && (e.op === "+" || e.op === "-")) {
-    const l = selection(e.left, params, withMin, diags);
-    const r = selection(e.right, params, withMin, diags);
+    const l = selection(e.left, params, failed, withMin, diags);
+    const r = selection(e.right, params, failed, withMin, diags);
     const key = (t: TrainableIR) => `${t.param}.${t.field}`;
     if (e.op === "+") return [...l, ...r.filter((t) => !l.some((u) => key(u) === key(t)))];
     return l.filter((t) => !r.some((u) => key(u) === key(t)));
@@ -136,7 +137,8 @@ function selection(e: A.Expr, params: ParamIR[], withMin: Set<string>, diags: Di
   } else if (arg.kind === "string") {
     const re = new RegExp(`^${arg.value.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
     match = (p) => re.test(p.name);
-    if (!params.some(match)) fail(diags, arg, `no parameter matches "${arg.value}"`, suggest(arg.value, params.map((p) => p.name)));
+    // A parameter whose declaration failed was reported already; do not call it missing.
+    if (!params.some(match) && ![...failed].some((n) => re.test(n))) fail(diags, arg, `no parameter matches "${arg.value}"`, suggest(arg.value, params.map((p) => p.name)));
   } else {
     return fail(diags, arg, `'${e.callee.name}' takes a kind or a name pattern, found ${describeExpr(arg)}`);
   }

@@ -6,7 +6,7 @@ import type { IRecognitionException, IToken } from "chevrotain";
 import type * as A from "./ast.js";
 import { BLANK_LINE as A_BLANK } from "./ast.js";
 import { qzoParser } from "./parser.js";
-import { qzoLexer } from "./tokens.js";
+import { UnterminatedString, qzoLexer } from "./tokens.js";
 import { DiagnosticBag } from "../diagnostics.js";
 import { SourceFile } from "../source.js";
 
@@ -27,9 +27,14 @@ export function parseSource(file: SourceFile): ParseResult {
     const ch = file.text.slice(e.offset, e.offset + e.length);
     diagnostics.error(
       { file, start: e.offset, end: e.offset + Math.max(1, e.length) },
-      ch.startsWith('"') ? "unterminated string literal" : `unexpected character '${ch.charAt(0)}'`,
+      `unexpected character '${ch.charAt(0)}'`,
     );
   }
+  const unterminated = lexed.tokens.filter((t) => t.tokenType === UnterminatedString);
+  for (const t of unterminated) {
+    diagnostics.error({ file, start: t.startOffset, end: t.startOffset + t.image.length }, "unterminated string literal", 'close it with " on the same line');
+  }
+  if (diagnostics.hasErrors) return { diagnostics };
   const parser = qzoParser();
   parser.file = file;
   parser.input = lexed.tokens;

@@ -21,7 +21,7 @@ export function prettyPrint(file: A.File): string {
     if (out.length) out.push("");
     for (const c of file.endComments) out.push(comment("", c));
   }
-  return out.join("\n") + "\n";
+  return out.length ? out.join("\n") + "\n" : "";
 }
 
 function comment(indent: string, text: string): string {

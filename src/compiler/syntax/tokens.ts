@@ -66,6 +66,8 @@ export const NumberTok = createToken({
   pattern: /(?:\d+\.\d+|\d+)(?:[eE][+-]?\d+)?/,
 });
 export const StringTok = createToken({ name: "String", pattern: /"(?:[^"\\\n]|\\.)*"/ });
+/** A string without its closing quote: one token, so that the rest of the line is not lexed as code. */
+export const UnterminatedString = createToken({ name: "UnterminatedString", pattern: /"(?:[^"\\\n]|\\.)*/ });
 
 export const Arrow = createToken({ name: "Arrow", pattern: /->/ });
 export const DotDot = createToken({ name: "DotDot", pattern: /\.\./ });
@@ -112,6 +114,7 @@ export const allTokens: TokenType[] = [
   Name,
   NumberTok,
   StringTok,
+  UnterminatedString,
   LBrace, RBrace, LParen, RParen, LBracket, RBracket,
   Comma, Colon, Equals, Pipe, Plus, Minus, Star, Slash, Percent,
 ];
