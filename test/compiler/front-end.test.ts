@@ -53,7 +53,7 @@ describe("shipped specs", () => {
 
 describe("the formats of models/formats", () => {
   const formats = Object.fromEntries(
-    ["gguf", "gptq", "nf4"].flatMap((f) => checkFile(`${root}models/formats/${f}.qzo`).formats).map((f) => [f.name, f]),
+    ["gguf", "gptq", "nf4", "aqlm"].flatMap((f) => checkFile(`${root}models/formats/${f}.qzo`).formats).map((f) => [f.name, f]),
   );
 
   it("derive the dequantization formulas of the format specifications", () => {
@@ -62,6 +62,7 @@ describe("the formats of models/formats", () => {
     expect(formats["q4_1"]!.formula).toBe("w = scale * q + min");
     expect(formats["gptq_int4"]!.formula).toBe("w = scale * (q - zero)");
     expect(formats["nf4"]!.formula).toBe("w = scale * nf4_levels[q]");
+    expect(formats["aqlm_2x8"]!.formula).toBe("w = scale * sum_m codebooks[m, q_m, c % 8]");
   });
 
   it("give GGUF's block sizes and bits per weight (ggml: Q8_0 34 bytes, Q4_0 18, Q4_1 20 per 32 weights)", () => {
@@ -69,6 +70,15 @@ describe("the formats of models/formats", () => {
     expect(formats["q4_0"]!.bitsPerWeight).toBe(4.5);
     expect(formats["q4_1"]!.bitsPerWeight).toBe(5);
     expect(formats["gptq_int4"]!.bitsPerWeight).toBe(4 + (16 + 4) / 128);
+    expect(formats["aqlm_2x8"]!.bitsPerWeight).toBe(2);
+  });
+
+  it("place one AQLM code per table for each vector of 8 weights, and reject codes per weight", () => {
+    const layout = formats["aqlm_2x8"]!.layout;
+    expect(layout.kind === "tensors" && layout.fields[0]!.at).toEqual(["r", "(c/8)", "m"]);
+    const perWeight = readFileSync(`${root}models/formats/aqlm.qzo`, "utf8").replace("at [r, c / 8, m]", "at [r, c % 8, m]");
+    const d = checkSource(new SourceFile("aqlm.qzo", perWeight)).diagnostics.map((x) => x.message);
+    expect(d).toEqual(["code of (r=0, vector 1, table 0) and of (r=0, vector 0, table 0) land in the same place of 'codes' [0, 0, 0] bit 0"]);
   });
 
   it("place Q4_0's element j < 16 in the low nibble of byte 2 + j and j + 16 in its high nibble", () => {

@@ -83,6 +83,8 @@ export interface CodebookIR {
   /** Constant tables carry their values; additive codebooks live in the checkpoint. */
   values?: number[];
   additive: boolean;
+  /** Additive codebooks: the checkpoint tensor beside the weight's name that holds them. */
+  tensor?: string;
 }
 
 /** A field position: expressions over the index variables, as canonical strings. */

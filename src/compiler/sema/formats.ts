@@ -83,8 +83,9 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
       const declared = decl.clauses.some((c) => c.kind === "codebook" && c.name.name === codeC.lookup!.name);
       if (!cb && declared) throw new EvalFailed("codebook with errors");
       if (!cb) fail(diags, codeC.lookup, `unknown codebook '${codeC.lookup.name}'`, "declare it in this format: codebook NAME f32[16] = [...]");
-      if (!cb.additive && cb.shape[0] !== 2 ** t.bits) {
-        fail(diags, codeC.lookup, `codebook '${cb.name}' has ${cb.shape[0]} entries but ${t.bits}-bit codes index ${2 ** t.bits}`);
+      const entries = cb.additive ? cb.shape[1]! : cb.shape[0]!;
+      if (entries !== 2 ** t.bits) {
+        fail(diags, codeC.lookup, `codebook '${cb.name}' has ${entries} entries but ${t.bits}-bit codes index ${2 ** t.bits}`);
       }
       lookup = cb.name;
     }
@@ -125,14 +126,15 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
     layoutC.layout.kind === "record"
       ? attempt(() => checkRecord(layoutC.layout as A.RecordLayout, block.size, scale.per, widths, diags))
       : attempt(() =>
-          checkTensors(layoutC.layout as A.TensorsLayout, block, scale.per, widths, { scale: scale.dtype, ...(min ? { min: min.dtype } : {}) }, diags),
+          checkTensors(layoutC.layout as A.TensorsLayout, block, scale.per, widths, { scale: scale.dtype, ...(min ? { min: min.dtype } : {}) }, vectors(code, codebooks), diags),
         );
   if (!layoutIR) return undefined;
 
   const bitsPerWeight =
     layoutIR.kind === "record"
       ? (layoutIR.bytes * 8) / block.size
-      : code.bits + (scale.per === "block" ? (widths.scale! + (widths.zero ?? 0) + (widths.min ?? 0)) / block.size : 0);
+      : (code.bits * vectors(code, codebooks).tables) / vectors(code, codebooks).length +
+        (scale.per === "block" ? (widths.scale! + (widths.zero ?? 0) + (widths.min ?? 0)) / block.size : 0);
   return {
     name: decl.name.name,
     code,
@@ -172,6 +174,9 @@ function checkCodebook(c: A.CodebookClause, diags: DiagnosticBag): CodebookIR {
   if (shape.length === 0) fail(diags, c.type, `codebook '${c.name.name}' needs a shape, e.g. f32[16]`);
   const count = shape.reduce((a, b) => a * b, 1);
   if (c.additive && c.values) fail(diags, c.values, "an additive codebook is read from the checkpoint and takes no values");
+  if (c.additive && shape.length !== 3) {
+    fail(diags, c.type, `an additive codebook is [tables, entries, vector length], e.g. f16[2, 256, 8]; '${c.name.name}' has ${shape.length} dimensions`);
+  }
   let values: number[] | undefined;
   if (c.values) {
     values = c.values.items.map((e) => evalNumber(e, () => undefined, diags, "a codebook entry"));
@@ -181,7 +186,7 @@ function checkCodebook(c: A.CodebookClause, diags: DiagnosticBag): CodebookIR {
   } else if (!c.additive) {
     fail(diags, c.name, `codebook '${c.name.name}' needs its values (= [...]) or 'additive' (read from the checkpoint)`);
   }
-  return { name: c.name.name, dtype, shape, additive: c.additive, ...(values ? { values } : {}) };
+  return { name: c.name.name, dtype, shape, additive: c.additive, ...(values ? { values } : {}), ...(c.tensor ? { tensor: c.tensor.value } : {}) };
 }
 
 function fieldName(id: A.Ident, widths: Record<Field, number | undefined>, diags: DiagnosticBag): Field {
@@ -241,6 +246,12 @@ function checkRecord(
   return { kind: "record", bytes, fields };
 }
 
+/** How many codes make one weight (tables of an additive codebook) and how many weights one code covers. */
+function vectors(code: { lookup?: string }, cbs: CodebookIR[]): { tables: number; length: number } {
+  const cb = cbs.find((b) => b.name === code.lookup);
+  return cb?.additive ? { tables: cb.shape[0]!, length: cb.shape[2]! } : { tables: 1, length: 1 };
+}
+
 /** Example sizes for the concrete check of a tensors layout. */
 function exampleDims(blockSize: number): { out: number; in: number } {
   const unit = Math.max(64, blockSize);
@@ -253,13 +264,15 @@ function checkTensors(
   per: string,
   widths: Record<Field, number | undefined>,
   floats: { scale: FloatDType; min?: FloatDType },
+  vec: { tables: number; length: number },
   diags: DiagnosticBag,
 ): { kind: "tensors"; fields: TensorFieldIR[] } {
   const placed = new Set<Field>();
   const fields: TensorFieldIR[] = [];
   const dims = exampleDims(block.size);
   const dimScope = (n: string) => (n === "in" || n === "out" ? Sym.atom(n) : undefined);
-  const idxVars = new Set(["r", "c", "b"]);
+  // r: output row, c: input column, b: block of c; m: table of an additive codebook.
+  const idxVars = new Set(vec.tables > 1 ? ["r", "c", "b", "m"] : ["r", "c", "b"]);
   for (const f of lay.fields) {
     const name = fieldName(f.field, widths, diags);
     if (placed.has(name)) fail(diags, f.field, `'${name}' is placed twice`);
@@ -293,29 +306,33 @@ function checkTensors(
     const wordBits = DTYPE_BITS[dt as DType];
     const owner = new Map<string, string>();
     const perElement = name === "code";
+    const tables = perElement ? vec.tables : 1;
     for (let r = 0; r < dims.out; r++) {
       for (let c = 0; c < dims.in; c++) {
-        const b = block.size > 0 ? Math.floor((block.axis === "in" ? c : r) / block.size) : 0;
-        const blockKey = block.axis === "in" ? `block (r=${r}, b=${b})` : `block (b=${b}, c=${c})`;
-        const key = perElement ? `(r=${r}, c=${c})` : per === "row" ? `row ${r}` : per === "tensor" ? "the tensor" : blockKey;
-        const env = (n: string) => ({ r, c, b, ...dims } as Record<string, number>)[n];
-        const idx = f.at.map((e) => evalNumber(e, env, diags));
-        idx.forEach((v, k) => {
-          if (v < 0 || v >= cshape[k]!) {
-            fail(diags, f.at[k]!, `${name} of element (r=${r}, c=${c}) lands at index ${v} of dimension ${k} of '${f.tensor.value}', which has size ${cshape[k]} (example shape out=${dims.out}, in=${dims.in})`);
+        for (let m = 0; m < tables; m++) {
+          const b = block.size > 0 ? Math.floor((block.axis === "in" ? c : r) / block.size) : 0;
+          const blockKey = block.axis === "in" ? `block (r=${r}, b=${b})` : `block (b=${b}, c=${c})`;
+          const codeKey = vec.length > 1 || tables > 1 ? `(r=${r}, vector ${Math.floor(c / vec.length)}, table ${m})` : `(r=${r}, c=${c})`;
+          const key = perElement ? codeKey : per === "row" ? `row ${r}` : per === "tensor" ? "the tensor" : blockKey;
+          const env = (n: string) => ({ r, c, b, m, ...dims } as Record<string, number>)[n];
+          const idx = f.at.map((e) => evalNumber(e, env, diags));
+          idx.forEach((v, k) => {
+            if (v < 0 || v >= cshape[k]!) {
+              fail(diags, f.at[k]!, `${name} of element (r=${r}, c=${c}) lands at index ${v} of dimension ${k} of '${f.tensor.value}', which has size ${cshape[k]} (example shape out=${dims.out}, in=${dims.in})`);
+            }
+          });
+          const bitPos = f.bit ? evalNumber(f.bit, env, diags) : 0;
+          const width = widths[name]!;
+          if (packed && (bitPos < 0 || bitPos + width > wordBits)) {
+            fail(diags, f.bit!, `${name} of element (r=${r}, c=${c}) occupies bits ${bitPos}..${bitPos + width - 1} of a ${wordBits}-bit ${dt}`);
           }
-        });
-        const bitPos = f.bit ? evalNumber(f.bit, env, diags) : 0;
-        const width = widths[name]!;
-        if (packed && (bitPos < 0 || bitPos + width > wordBits)) {
-          fail(diags, f.bit!, `${name} of element (r=${r}, c=${c}) occupies bits ${bitPos}..${bitPos + width - 1} of a ${wordBits}-bit ${dt}`);
+          const slot = `${idx.join(",")}@${bitPos}`;
+          const prev = owner.get(slot);
+          if (prev !== undefined && prev !== key) {
+            fail(diags, f.field, `${name} of ${key} and of ${prev} land in the same place of '${f.tensor.value}' [${idx.join(", ")}] bit ${bitPos}`);
+          }
+          owner.set(slot, key);
         }
-        const slot = `${idx.join(",")}@${bitPos}`;
-        const prev = owner.get(slot);
-        if (prev !== undefined && prev !== key) {
-          fail(diags, f.field, `${name} of ${key} and of ${prev} land in the same place of '${f.tensor.value}' [${idx.join(", ")}] bit ${bitPos}`);
-        }
-        owner.set(slot, key);
       }
     }
   }

@@ -184,7 +184,8 @@ export interface MinClause extends Node, Commented {
 
 /**
  * `codebook nf4_values f32[16] = [...]` (a constant table) or
- * `codebook cb f16[2, 256, 8] additive` (tables stored in the checkpoint).
+ * `codebook cb f16[2, 256, 8] additive in "codebooks"` (M tables of E vectors of
+ * V weights, stored in the checkpoint; a weight vector is the sum of one entry per table).
  */
 export interface CodebookClause extends Node, Commented {
   kind: "codebook";
@@ -192,6 +193,8 @@ export interface CodebookClause extends Node, Commented {
   type: TypeExpr;
   values?: ListExpr;
   additive: boolean;
+  /** The checkpoint tensor (beside the weight's name) that holds an additive codebook. */
+  tensor?: StringLit;
 }
 
 export interface LayoutClause extends Node, Commented {

@@ -146,14 +146,21 @@ class QzoParser extends EmbeddedActionsParser {
     const type = this.SUBRULE(this.typeExpr);
     let values: A.ListExpr | undefined;
     let additive = false;
+    let tensor: A.StringLit | undefined;
     this.OPTION(() => {
       this.OR([
         { ALT: () => { this.CONSUME(T.Equals); values = this.SUBRULE(this.listExpr); } },
-        { ALT: () => { this.CONSUME(T.Additive); additive = true; } },
+        {
+          ALT: () => {
+            this.CONSUME(T.Additive);
+            additive = true;
+            this.OPTION2(() => { this.CONSUME(T.In); tensor = this.SUBRULE(this.stringLit); });
+          },
+        },
       ]);
     });
     return this.ACTION(() => ({
-      kind: "codebook", name, type, additive, leading: [], span: this.from(start),
+      kind: "codebook", name, type, additive, leading: [], span: this.from(start), ...(tensor ? { tensor } : {}),
       ...(values ? { values } : {}),
     }));
   });

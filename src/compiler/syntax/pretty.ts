@@ -71,7 +71,7 @@ function clause(out: string[], ind: string, c: A.FormatClause): void {
       return;
     case "codebook": {
       const head = `codebook ${c.name.name} ${type(c.type)}`;
-      if (c.additive) item(out, ind, c, `${head} additive`);
+      if (c.additive) item(out, ind, c, `${head} additive${c.tensor ? ` in ${str(c.tensor.value)}` : ""}`);
       else item(out, ind, c, ...listLines(`${head} = `, c.values!.items, ind));
       return;
     }
