@@ -13,9 +13,11 @@ export async function runCli(program: Command, argv: string[]): Promise<void> {
     if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
     throw e;
   });
-  program.exitOverride();
-  program.configureOutput({ outputError: (text, write) => write(text.trimEnd() + "\n") });
-  program.showHelpAfterError(false);
+  // Subcommands do not inherit these: every command reports usage errors the same way.
+  for (const c of [program, ...program.commands]) {
+    c.exitOverride();
+    c.configureOutput({ outputError: (text, write) => write(text.trimEnd() + "\n") });
+  }
   try {
     await program.parseAsync(argv);
   } catch (e) {
