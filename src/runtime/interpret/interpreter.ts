@@ -68,6 +68,7 @@
  * Losses return an f32 scalar (shape []).
  * ==================================================================
  */
+import { trainableManifest, type TrainableEntry } from "../../compiler/ir/trainables.js";
 import type { BlockIR, GraphIR, ModuleIR, NodeIR, ParamIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { fillZ, type ZDistribution } from "../rng/direction.js";
@@ -96,13 +97,7 @@ export interface Perturbation {
   dist: ZDistribution;
 }
 
-export interface TrainableTensor {
-  param: string;
-  layer?: number;
-  field: "scale" | "min" | "weight";
-  /** The tensor number of the random-direction contract. */
-  t: number;
-}
+export type TrainableTensor = TrainableEntry;
 
 /** Config name -> int value. */
 export function configInts(m: ModuleIR): Map<string, number> {
@@ -122,19 +117,7 @@ function paramOf(m: ModuleIR, name: string): ParamIR {
  * parameter each layer from..to-1 in increasing order; t = 0, 1, 2, ...
  */
 export function trainableTensors(m: ModuleIR): TrainableTensor[] {
-  const env = configInts(m);
-  const out: TrainableTensor[] = [];
-  for (const tr of m.train.trainable) {
-    const p = paramOf(m, tr.param);
-    if (p.array) {
-      const from = evalDim(p.array.from, env);
-      const to = evalDim(p.array.to, env);
-      for (let l = from; l < to; l++) out.push({ param: tr.param, layer: l, field: tr.field, t: out.length });
-    } else {
-      out.push({ param: tr.param, field: tr.field, t: out.length });
-    }
-  }
-  return out;
+  return trainableManifest(m);
 }
 
 function shapeText(s: readonly (number | string)[]): string {

@@ -8,8 +8,8 @@
  * names: they all come from the spec.
  */
 import { existsSync, readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { packageRoot } from "../../util/package-root.js";
 import { checkFile } from "../../compiler/check.js";
 import { CompileError } from "../../compiler/diagnostics.js";
 import type { FormatIR, ModuleIR, ParamIR, SourceNameIR } from "../../compiler/ir/ir.js";
@@ -17,21 +17,10 @@ import type { ConfigOverrides } from "../../compiler/sema/check.js";
 import { QzoError } from "../../util/errors.js";
 import type { ParamValue, WeightSource } from "../interpret/interpreter.js";
 import { type TensorInfo, decodeBytesToF32, numElements } from "../model-files/index.js";
-import { unpack } from "../quant/codec.js";
+import { pack, unpack, unpackRaw } from "../quant/codec.js";
 import { evalIndexExpr } from "../quant/index-expr.js";
 import type { PackedTensor } from "../quant/types.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
-
-/** The repository root (where package.json and models/ are), from src/ or dist/src/. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json"))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error("qzo: cannot find the package root");
-    dir = up;
-  }
-  return dir;
-}
 
 /** The shipped spec for an architecture name (models/<arch>.qzo). */
 export function specForArchitecture(arch: string, file: string): string {
@@ -63,11 +52,15 @@ export function bindModel(path: string, opts: { spec?: string; set?: ConfigOverr
   const spec = opts.spec ?? specForArchitecture(ckpt.architecture, path);
   const user = opts.set ?? {};
   const first = check(spec, user);
-  const overrides: ConfigOverrides = { ...metadataOverrides(first, ckpt), ...storageOverrides(first, ckpt), ...user };
+  const meta = metadataOverrides(first, ckpt);
+  // The parameter shapes at the file's sizes, for telling formats apart by their tensors' shapes
+  // (every format entry f32 here, so that no storage constrains the shapes).
+  const floats = Object.fromEntries(first.config.filter((c) => c.value.type === "format").map((c) => [c.name, "f32"]));
+  const sized = check(spec, { ...meta, ...user, ...floats });
+  const overrides: ConfigOverrides = { ...meta, ...storageOverrides(sized, ckpt), ...user };
   const module = check(spec, overrides);
   const formats = new Map(module.formats.map((f) => [f.name, f]));
-  const env: Record<string, number> = {};
-  for (const c of module.config) if (c.value.type === "int") env[c.name] = c.value.value;
+  const env = configEnv(module);
 
   const storedCache = new Map<string, StoredWeight>();
   const stored = (param: string, layer: number | undefined): StoredWeight => {
@@ -104,6 +97,12 @@ function check(spec: string, overrides: ConfigOverrides): ModuleIR {
   return r.modules[0]!;
 }
 
+function configEnv(m: ModuleIR): Record<string, number> {
+  const env: Record<string, number> = {};
+  for (const c of m.config) if (c.value.type === "int") env[c.name] = c.value.value;
+  return env;
+}
+
 /** Config values from the metadata keys each entry names for this family. */
 function metadataOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
   const out: ConfigOverrides = {};
@@ -122,8 +121,8 @@ function metadataOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
 }
 
 /** The storage (dtype or format name) a checkpoint tensor has, for a spec with these formats. */
-function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[]): { storage: string; tensor: string } | undefined {
-  const found = findTensor(ckpt, p, p.array ? Number(evalIndexExpr(p.array.from, {})) : undefined, formats);
+function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[], env: Record<string, number>): { storage: string; tensor: string } | undefined {
+  const found = findTensor(ckpt, p, p.array ? Number(evalIndexExpr(p.array.from, {})) : undefined, formats, env);
   if (!found) return undefined;
   if (found.format) return { storage: found.format.name, tensor: found.name };
   const dt = found.info.dtype;
@@ -139,9 +138,10 @@ function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[]): { storage
 function storageOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
   const out: ConfigOverrides = {};
   const from: Record<string, string> = {};
+  const env = configEnv(m);
   for (const p of m.params) {
     if (!p.storageEntry) continue;
-    const s = storageOf(ckpt, p, m.formats);
+    const s = storageOf(ckpt, p, m.formats, env);
     if (!s) continue;
     const entry = p.storageEntry;
     if (p.fallback === s.storage && out[entry] === undefined) continue;
@@ -168,30 +168,52 @@ function tensorName(src: SourceNameIR, layer: number | undefined): string {
   return src.tensor.replace(/\{[^}]*\}/g, String(layer ?? ""));
 }
 
-function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, formats: FormatIR[]): Found | undefined {
+function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, formats: FormatIR[], env: Record<string, number>): Found | undefined {
   for (const src of p.sources[ckpt.family] ?? []) {
     const name = tensorName(src, layer);
     const info = ckpt.tensors.get(name);
     if (info) return { name, info, source: src };
-    // A format stored as separate tensors beside the weight's name (GPTQ: x.qweight, x.qzeros, x.scales).
+    // A format stored as separate tensors beside the weight's name (GPTQ: x.qweight, x.qzeros, x.scales):
+    // the one whose declared tensors, at this parameter's [out, in], have the dtypes and shapes in the file.
+    if (p.type.shape.length !== 2) continue;
     const prefix = name.replace(/[^.]*$/, "");
+    const [out, inn] = p.type.shape;
+    const dims = () => ({ out: evalIndexExpr(out!, env), in: evalIndexExpr(inn!, env) });
+    const expected: string[] = [];
+    const seen = new Map<string, TensorInfo>();
     for (const f of formats) {
       if (f.layout.kind !== "tensors") continue;
+      const fields = f.layout.fields;
       const parts: Record<string, TensorInfo> = {};
-      for (const fld of f.layout.fields) {
+      for (const fld of fields) {
         const t = ckpt.tensors.get(prefix + fld.tensor);
-        if (t) parts[fld.tensor] = t;
+        if (t) {
+          parts[fld.tensor] = t;
+          seen.set(t.name, t);
+        }
       }
-      if (Object.keys(parts).length === f.layout.fields.length) {
-        return { name: prefix + f.layout.fields[0]!.tensor, info: parts[f.layout.fields[0]!.tensor]!, source: src, format: f, parts };
-      }
+      if (!fields.every((fld) => parts[fld.tensor])) continue;
+      const want = fields.map((fld) => ({ fld, shape: fld.shape.map((e) => evalIndexExpr(e, dims())) }));
+      const fits = want.every(({ fld, shape }) => parts[fld.tensor]!.dtype.toLowerCase() === fld.dtype && sameShape(parts[fld.tensor]!.shape, shape));
+      if (fits) return { name: prefix + fields[0]!.tensor, info: parts[fields[0]!.tensor]!, source: src, format: f, parts };
+      expected.push(`${f.name} ${want.map(({ fld, shape }) => `${fld.tensor} ${fld.dtype}[${shape.join(", ")}]`).join(", ")}`);
+    }
+    if (expected.length) {
+      const have = [...seen.values()].map((t) => `${t.name} ${t.dtype.toLowerCase()}[${t.shape.join(", ")}]`);
+      throw new QzoError(
+        `${ckpt.path}: ${have.join(", ")} match no format of parameter '${p.name}' [${dims().out}, ${dims().in}]: expected ${expected.join("; or ")}`,
+      );
     }
   }
   return undefined;
 }
 
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, formats: Map<string, FormatIR>, env: Record<string, number>): StoredWeight {
-  const found = findTensor(ckpt, p, layer, [...formats.values()]);
+  const found = findTensor(ckpt, p, layer, [...formats.values()], env);
   if (!found) {
     const tried = (p.sources[ckpt.family] ?? []).map((s) => `"${tensorName(s, layer)}"`).join(", ");
     const what = layer === undefined ? `parameter '${p.name}'` : `parameter '${p.name}' layer ${layer}`;
@@ -204,7 +226,8 @@ function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
     if (fmt?.name !== found.format.name) throw new QzoError(`${ckpt.path}: ${label} is stored as ${found.format.name}, but parameter '${p.name}' is ${p.resolved}`);
     const storage: Record<string, Uint8Array> = {};
     for (const [k, info] of Object.entries(found.parts!)) storage[k] = ckpt.read(info.name);
-    return { kind: "quant", packed: { format: fmt, rows: shape[0]!, cols: shape[1]!, storage }, tensor: found.name };
+    const packed = permutePackedRows({ format: fmt, rows: shape[0]!, cols: shape[1]!, storage }, found.source.transforms, env, label, ckpt.path);
+    return { kind: "quant", packed, tensor: found.name };
   }
   let info = found.info;
   let bytes = ckpt.read(found.name);
@@ -268,6 +291,31 @@ function permuteRowBytes(bytes: Uint8Array, rows: number, t: { name: string; arg
     }
   }
   return out;
+}
+
+/**
+ * permuteRowBytes for a format stored as tensors, where a row (an `out` index) is not a run of bytes
+ * (GPTQ keeps rows as columns of qweight and packs 8 of them per qzeros word): unpack the raw
+ * fields, reorder the rows of the codes and of the per-row or per-block-along-`in` scales, zeros
+ * and mins, and pack again.
+ */
+function permutePackedRows(p: PackedTensor, transforms: { name: string; args: string[] }[], env: Record<string, number>, label: string, file: string): PackedTensor {
+  if (!transforms.some((t) => t.name === "unpermute_rope" || t.name === "permute_rope" || t.name === "transpose")) return p;
+  const f = p.format;
+  if (f.scale.per === "block" && f.block.axis === "out") {
+    throw new QzoError(`${file}: ${label}: format '${f.name}' shares scales across rows (blocks along out), so its rows cannot be reordered on load`);
+  }
+  const raw = unpackRaw(p);
+  const rows = (a: Int32Array | Float32Array, t: { name: string; args: string[] }) =>
+    permuteRowBytes(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), p.rows, t, env, label, file).buffer;
+  for (const t of transforms) {
+    raw.codes = new Int32Array(rows(raw.codes, t));
+    if (f.scale.per === "tensor") continue;
+    raw.scales = new Float32Array(rows(raw.scales, t));
+    if (raw.zeros) raw.zeros = new Int32Array(rows(raw.zeros, t));
+    if (raw.mins) raw.mins = new Float32Array(rows(raw.mins, t));
+  }
+  return pack(f, p.rows, p.cols, raw);
 }
 
 function transpose(data: Float32Array, rows: number, cols: number): Float32Array {

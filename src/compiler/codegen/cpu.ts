@@ -1,0 +1,322 @@
+/**
+ * CPU code generation: kernel programs -> one C++17 source (OpenMP) rendered
+ * from the nunjucks templates in templates/cpu/. Each kernel's code says
+ * which IR nodes it implements. The generated library exports, per graph,
+ * `qzo_run_<graph>(ptrs, scalars, n_ptrs, n_scalars)`, plus `qzo_update` (the
+ * QZO step on the trainer's master copies), `qzo_manifest` (the JSON below)
+ * and `qzo_last_error`.
+ *
+ * Calling convention of qzo_run_<graph>:
+ *   ptrs    = graph inputs (in order), the output, then every weight slot (weightSlots(m))
+ *   scalars = the graph's free dimensions (manifest order), then seed_lo, seed_hi,
+ *             sign (0: no perturbation, +1, -1), eps, relative (0/1), rademacher (0/1), threads
+ */
+import { join } from "node:path";
+import nunjucks from "nunjucks";
+import type { ModuleIR } from "../ir/ir.js";
+import { QzoError } from "../../util/errors.js";
+import { packageRoot } from "../../util/package-root.js";
+import { lowerToKernels } from "../kernels/lower.js";
+import type { KArg, KBuffer, KKernel, KParam, KProgram, KStep } from "../kernels/kernel-ir.js";
+import { runPasses } from "../kernels/passes.js";
+import { trainableManifest, type TrainableEntry } from "../ir/trainables.js";
+import { cExpr } from "./c-expr.js";
+import { configInts, evalConcrete, formatOf, paramLayers, rowReader, weightSlots, type WeightSlot } from "./weights.js";
+
+export interface CpuGraphManifest {
+  name: string;
+  role: "graph" | "loss";
+  inputs: { name: string; dtype: string; shape: string[] }[];
+  output: { shape: string[] };
+  /** Names of the free dimensions, in the order of the first scalars. */
+  dims: string[];
+  nPtrs: number;
+  nScalars: number;
+  peakBytes: string;
+}
+
+export interface CpuManifest {
+  module: string;
+  source: string;
+  graphs: CpuGraphManifest[];
+  weights: WeightSlot[];
+  trainables: (TrainableEntry & { size: number })[];
+}
+
+export interface CpuProgram {
+  source: string;
+  manifest: CpuManifest;
+  programs: KProgram[];
+}
+
+const templatesDir = join(packageRoot(), "templates", "cpu");
+const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir), { autoescape: false, throwOnUndefined: true, trimBlocks: false });
+
+export function generateCpu(m: ModuleIR, graphs: string[]): CpuProgram {
+  const ints = configInts(m);
+  const slots = weightSlots(m);
+  const trainables = trainableManifest(m).map((t) => ({ ...t, size: trainableSize(m, t, ints) }));
+  const readers = new Map<string, string>();
+  const programs = graphs.map((g) => runPasses(lowerToKernels(m, g)));
+  const entries = programs.map((p) => entryView(m, p, slots, trainables, readers, ints));
+  const manifest: CpuManifest = {
+    module: m.name,
+    source: m.source,
+    graphs: entries.map((e) => e.manifest),
+    weights: slots,
+    trainables,
+  };
+  const source = env.render("program.cpp.njk", {
+    source: m.source,
+    model: m.name,
+    graphs,
+    hash: "%HASH%",
+    passes: programs[0]?.passes ?? [],
+    dims: [...ints].map(([name, value]) => ({ name: `cfg_${name}`, value })),
+    readers: [...readers.values()],
+    manifest: JSON.stringify(manifest),
+    entries: entries.map((e) => e.view),
+    update: {
+      count: trainables.length,
+      sizes: trainables.length ? trainables.map((t) => t.size) : [0],
+      floored: trainables.length ? trainables.map((t) => (t.field === "scale" ? 1 : 0)) : [0],
+    },
+  });
+  return { source, manifest, programs };
+}
+
+function trainableSize(m: ModuleIR, t: TrainableEntry, ints: Map<string, number>): number {
+  const p = m.params.find((x) => x.name === t.param)!;
+  const shape = p.type.shape.map((d) => evalConcrete(d, ints));
+  const f = formatOf(m, p);
+  if (t.field === "weight") return shape.reduce((a, b) => a * b, 1);
+  if (!f) throw new QzoError(`${m.source}: '${t.param}' is trained as ${t.field} but is not quantized`);
+  const [rows, cols] = shape as [number, number];
+  if (f.scale.per === "tensor") return 1;
+  if (f.scale.per === "row") return rows;
+  return f.block.axis === "in" ? rows * (cols / f.block.size) : (rows / f.block.size) * cols;
+}
+
+interface WeightView {
+  reader: string;
+  codes: string;
+  scales: string;
+  mins: string;
+  zeros: string;
+  data: string;
+  cols: number;
+  t: string;
+  trainable: string;
+  tMin: string;
+  trainableMin: string;
+}
+
+function entryView(
+  m: ModuleIR,
+  p: KProgram,
+  slots: WeightSlot[],
+  trainables: (TrainableEntry & { size: number })[],
+  readers: Map<string, string>,
+  ints: Map<string, number>,
+) {
+  const inputs = p.inputs.map((b) => p.buffers[b]!);
+  const free = [...new Set(inputs.flatMap((b) => b.shape.flatMap((d) => d.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? [])).filter((n) => !ints.has(n)))].sort();
+  const nIO = inputs.length + 1;
+  // Config constants are gen::cfg_*, graph dimensions dim_*, loop variables lv_*: no name can clash with a kernel's locals.
+  const dim = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
+  const loopVars = new Set<string>();
+  const collectLoops = (list: KStep[]) => list.forEach((s) => s.kind === "loop" && (loopVars.add(s.var), collectLoops(s.body)));
+  collectLoops(p.steps);
+  const elems = (b: KBuffer) => (b.shape.length ? b.shape.map((d) => `(${dim(d)})`).join(" * ") : "1");
+  const ctype = (b: KBuffer) => (b.dtype === "i32" ? "int32_t" : "float");
+  const bufVar = (id: number) => `b${id}`;
+  const buf = (a: KArg | undefined, what: string) => {
+    if (!a || !("buffer" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a computed value for the CPU code generator`);
+    return bufVar(a.buffer);
+  };
+  const shapeOf = (a: KArg) => ("buffer" in a ? p.buffers[a.buffer]!.shape : m.params.find((x) => x.name === a.param.param)!.type.shape);
+  const lead = (shape: string[]) => (shape.length > 1 ? shape.slice(0, -1).map((d) => `(${dim(d)})`).join(" * ") : "1");
+  const lastDim = (shape: string[]) => dim(shape[shape.length - 1]!);
+
+  const slotExpr = (kp: KParam, part: WeightSlot["part"]): string => {
+    const param = m.params.find((x) => x.name === kp.param)!;
+    const layers = paramLayers(param, ints);
+    const base = slots.findIndex((s) => s.param === kp.param && s.layer === layers[0] && s.part === part);
+    if (base < 0) return "nullptr";
+    const stride = slots.filter((s) => s.param === kp.param && s.layer === layers[0]).length;
+    const from = layers[0] ?? 0;
+    const idx = kp.index === undefined ? `${nIO + base}` : `${nIO + base} + ((${dim(kp.index)}) - ${from}) * ${stride}`;
+    return `ptrs[${idx}]`;
+  };
+  const tExpr = (kp: KParam, field: "scale" | "min" | "weight"): { t: string; on: string } => {
+    const param = m.params.find((x) => x.name === kp.param)!;
+    const layers = paramLayers(param, ints);
+    const first = trainables.find((t) => t.param === kp.param && t.field === field && t.layer === layers[0]);
+    if (!first) return { t: "0", on: "false" };
+    return { t: kp.index === undefined ? `${first.t}` : `${first.t} + (uint32_t)((${dim(kp.index)}) - ${layers[0] ?? 0})`, on: "true" };
+  };
+  const weight = (a: KArg | undefined, what: string): WeightView => {
+    if (!a || !("param" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a parameter for the CPU code generator`);
+    const param = m.params.find((x) => x.name === a.param.param)!;
+    const [rows, cols] = param.type.shape.map((d) => evalConcrete(d, ints)) as [number, number];
+    const f = formatOf(m, param);
+    if (trainables.some((t) => t.param === param.name && t.field === "weight")) {
+      throw new QzoError(`${m.source}: the CPU code generator trains scales and mins, not the float weights of '${param.name}'`);
+    }
+    const sc = tExpr(a.param, "scale");
+    const mn = tExpr(a.param, "min");
+    if (!f) {
+      return { reader: "", codes: "", scales: "", mins: "", zeros: "", data: `((const float*)${slotExpr(a.param, "data")})`, cols, t: "0", trainable: "false", tMin: "0", trainableMin: "false" };
+    }
+    const name = `rd_${f.name}_${rows}x${cols}`;
+    if (!readers.has(name)) readers.set(name, rowReader(f, name, rows, cols));
+    const ptr = (part: WeightSlot["part"], type: string) => {
+      const e = slotExpr(a.param, part);
+      return e === "nullptr" ? "nullptr" : `((const ${type}*)${e})`;
+    };
+    return {
+      reader: `gen::${name}`,
+      codes: ptr("codes", "uint8_t"),
+      scales: ptr("scales", "float"),
+      mins: ptr("mins", "float"),
+      zeros: ptr("zeros", "float"),
+      data: "",
+      cols,
+      t: sc.t,
+      trainable: sc.on,
+      tMin: mn.t,
+      trainableMin: mn.on,
+    };
+  };
+  const vector = (a: KArg | undefined, what: string): string => {
+    if (a && "param" in a) {
+      const param = m.params.find((x) => x.name === a.param.param)!;
+      if (formatOf(m, param)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} '${param.name}' is quantized; the CPU code generator reads quantized parameters in matmul and embedding only`);
+      return `((const float*)${slotExpr(a.param, "data")})`;
+    }
+    return buf(a, what);
+  };
+
+  const render = renderMacro;
+
+  const kernel = (k: KKernel): string => {
+    const comment = k.from.join("; ").replace(/\*\//g, "* /");
+    const out = bufVar(k.outputs[0]!);
+    const a = k.args;
+    switch (k.op) {
+      case "matmul": {
+        const xs = shapeOf(a[0]!);
+        const w = weight(a[1], "a linear weight");
+        const hasBias = k.attrs["residual"] ? Boolean(k.attrs["has_bias"]) : a.length > 2;
+        const residual = k.attrs["residual"] ? buf(a[a.length - 1], "a residual") : "";
+        const wshape = shapeOf(a[1]!);
+        return render("matmul", { comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w, bias: hasBias ? vector(a[2], "a bias") : "", residual, act: k.attrs["act"] ?? "" });
+      }
+      case "matmul_glu": {
+        const xs = shapeOf(a[0]!);
+        return render("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), y: out, wGate: weight(a[1], "the gate weight"), wUp: weight(a[2], "the up weight"), act: k.attrs["act"] });
+      }
+      case "matmul_ce": {
+        const xs = shapeOf(a[0]!);
+        const ts = shapeOf(a[2]!);
+        return render("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out });
+      }
+      case "embedding": {
+        const ts = shapeOf(a[0]!);
+        const ids = shapeOf(a[1]!);
+        return render("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), N: dim(ts[0]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
+      }
+      case "rmsnorm":
+      case "layernorm": {
+        const xs = shapeOf(a[0]!);
+        return render(k.op, { comment, M: lead(xs), K: lastDim(xs), x: buf(a[0], "the input"), w: vector(a[1], "a norm weight"), bias: k.op === "layernorm" ? vector(a[2], "a norm bias") : "", y: out, eps: fmtNum(Number(k.attrs["eps"])) });
+      }
+      case "rope": {
+        const xs = shapeOf(a[0]!);
+        return render("rope", { comment, B: dim(xs[0]!), T: dim(xs[1]!), K: lastDim(xs), heads: k.attrs["heads"], theta: fmtNum(Number(k.attrs["theta"])), style: k.attrs["style"], x: buf(a[0], "the input"), y: out });
+      }
+      case "attention": {
+        const qs = shapeOf(a[0]!);
+        return render("attention", { comment, B: dim(qs[0]!), T: dim(qs[1]!), K: lastDim(qs), heads: k.attrs["heads"], kvHeads: k.attrs["kv_heads"], causal: Boolean(k.attrs["causal"]), q: buf(a[0], "q"), k: buf(a[1], "k"), v: buf(a[2], "v"), y: out });
+      }
+      case "unary": {
+        const fn = String(k.attrs["fn"]);
+        const x = "(double)x[i]";
+        const expr = fn === "neg" ? `-${x}` : `qzo::${fn}(${x})`;
+        return render("unary", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the input"), y: out, expr });
+      }
+      case "binary": {
+        const op = { add: "+", sub: "-", mul: "*", div: "/" }[String(k.attrs["fn"])]!;
+        const sl = k.attrs["scalar_left"];
+        const sr = k.attrs["scalar_right"];
+        const left = sl !== undefined ? `(double)${fmtNum(Number(sl))}` : `(double)${buf(a[0], "an operand")}[i]`;
+        const right = sr !== undefined ? `(double)${fmtNum(Number(sr))}` : `(double)${buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
+        return render("binary", { comment, E: elems(p.buffers[k.outputs[0]!]!), y: out, expr: `${left} ${op} ${right}` });
+      }
+      case "positions": {
+        const ts = shapeOf(a[0]!);
+        return render("positions", { comment, B: dim(ts[0]!), T: dim(ts[1]!), offset: k.attrs["offset"], y: out });
+      }
+      case "copy":
+        return render("copy", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the copied value"), y: out });
+      default:
+        throw new QzoError(`${m.source}: graph '${p.graph}': the CPU code generator has no kernel for '${k.op}' (${comment})`);
+    }
+  };
+
+  const steps = (list: KStep[], ind: string): string =>
+    list
+      .map((s) => {
+        if (s.kind === "kernel") return kernel(s);
+        const copies = s.carried
+          .filter((c) => c.buffer !== c.yields)
+          .map((c) => `${ind}  std::memcpy(${bufVar(c.buffer)}, ${bufVar(c.yields)}, sizeof(float) * (size_t)(${elems(p.buffers[c.buffer]!)}));`)
+          .join("\n");
+        const v = `lv_${s.var}`;
+        return `${ind}for (int64_t ${v} = ${dim(s.start)}; ${v} < ${dim(s.end)}; ${v}++) {  // ${s.from}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
+      })
+      .join("\n");
+
+  const temps = p.buffers.filter((b) => b.role === "temp" && b.slot !== undefined);
+  const slotList = [...new Set(temps.map((b) => b.slot!))].sort((x, y) => x - y).map((i) => {
+    const b = temps.find((t) => t.slot === i)!;
+    return { index: i, ctype: ctype(b), elems: elems(b) };
+  });
+  const io = [...inputs, p.buffers[p.output]!].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index }));
+  const view = {
+    graph: p.graph,
+    role: p.role,
+    steps: p.steps,
+    peak: p.peakBytes ?? "0",
+    nPtrs: nIO + slots.length,
+    nScalars: free.length + 7,
+    free: free.map((name, index) => ({ name: `dim_${name}`, index })),
+    pBase: free.length,
+    io,
+    slots: slotList,
+    temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: b.name, type: `${b.dtype}[${b.shape.join(", ")}]` })),
+    body: steps(p.steps, "  "),
+  };
+  const manifest: CpuGraphManifest = {
+    name: p.graph,
+    role: p.role,
+    inputs: inputs.map((b) => ({ name: b.name, dtype: b.dtype, shape: b.shape })),
+    output: { shape: p.buffers[p.output]!.shape },
+    dims: free,
+    nPtrs: view.nPtrs,
+    nScalars: view.nScalars,
+    peakBytes: view.peak,
+  };
+  return { view, manifest };
+}
+
+/** A number as a C double literal. */
+function fmtNum(v: number): string {
+  const s = String(v);
+  return /[.eE]/.test(s) || !Number.isFinite(v) ? s : `${s}.0`;
+}
+
+/** Renders one macro of kernels.njk with its view. */
+function renderMacro(name: string, view: Record<string, unknown>): string {
+  return env.renderString(`{% import "kernels.njk" as K %}{{ K.${name}(k) }}`, { k: view });
+}
