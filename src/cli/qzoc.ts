@@ -14,6 +14,10 @@ import { readSource } from "../compiler/sema/program.js";
 import { parseSource } from "../compiler/syntax/parse.js";
 import { prettyPrint } from "../compiler/syntax/pretty.js";
 import { astToJson } from "../compiler/syntax/ast-json.js";
+import { generateCpu } from "../compiler/codegen/cpu.js";
+import { lowerToKernels } from "../compiler/kernels/lower.js";
+import { runPasses } from "../compiler/kernels/passes.js";
+import { printKernels } from "../compiler/kernels/print.js";
 import { QzoError } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs-atomic.js";
 import { collectSet, runCli } from "./run-cli.js";
@@ -23,7 +27,7 @@ function requireFile(path: string): void {
   if (!statSync(path).isFile()) throw new QzoError(`${path}: not a file`);
 }
 
-const STAGES = ["ast", "ir"] as const;
+const STAGES = ["ast", "ir", "kernels", "cpp"] as const;
 type Stage = (typeof STAGES)[number];
 
 const program = new Command("qzoc")
@@ -58,10 +62,12 @@ program
   .command("compile")
   .description("lower a spec and show or write its stages")
   .argument("<file>", ".qzo file")
-  .addOption(new Option("--emit <stages>", "comma-separated stages to show: ast, ir").default("ir"))
-  .option("-o, --out <dir>", "write the stages into DIR (<name>.ast.json, <name>.ir.txt, <name>.ir.json)")
+  .addOption(new Option("--emit <stages>", "comma-separated stages to show: ast, ir, kernels (after each pass), cpp").default("ir"))
+  .addOption(new Option("--target <target>", "code generator for the kernels and cpp stages").choices(["cpu"]).default("cpu"))
+  .option("--graphs <names>", "graphs to generate code for (default: the train loss and forward)")
+  .option("-o, --out <dir>", "write the stages into DIR (<name>.ast.json, <name>.ir.txt/.ir.json, <name>.kernels.txt, <name>.cpp + <name>.manifest.json)")
   .option("--set <key=value>", "override a config entry (repeatable)", collectSet, {})
-  .action((file: string, opts: { emit: string; out?: string; set: Record<string, string> }) => {
+  .action((file: string, opts: { emit: string; out?: string; set: Record<string, string>; graphs?: string }) => {
     const stages = opts.emit.split(",").map((s) => s.trim());
     for (const s of stages) {
       if (!(STAGES as readonly string[]).includes(s)) throw new QzoError(`--emit: unknown stage '${s}' (stages: ${STAGES.join(", ")})`, 2);
@@ -80,6 +86,24 @@ program
       for (const m of r.modules) {
         outputs.push({ stage: "ir", file: `${name}.ir.txt`, text: printModule(m) });
         if (opts.out) outputs.push({ stage: "ir", file: `${name}.ir.json`, text: moduleToJson(m) });
+      }
+    }
+    if (stages.includes("kernels") || stages.includes("cpp")) {
+      const m = r.modules[0];
+      if (!m) throw new QzoError(`${file}: declares no model, so there are no kernels`);
+      const graphs = opts.graphs ? opts.graphs.split(",").map((g) => g.trim()) : [m.train.loss, "forward"].filter((g, i, a) => g && a.indexOf(g) === i && m.graphs.some((x) => x.name === g));
+      if (stages.includes("kernels")) {
+        const text = graphs.map((g) => {
+          const parts: string[] = [];
+          runPasses(lowerToKernels(m, g), (pass, p) => parts.push(`# ---- after ${pass}\n${printKernels(p)}`));
+          return parts.join("\n");
+        });
+        outputs.push({ stage: "kernels", file: `${name}.kernels.txt`, text: text.join("\n") });
+      }
+      if (stages.includes("cpp")) {
+        const gen = generateCpu(m, graphs);
+        outputs.push({ stage: "cpp", file: `${name}.cpp`, text: gen.source });
+        if (opts.out) outputs.push({ stage: "cpp", file: `${name}.manifest.json`, text: JSON.stringify(gen.manifest, null, 1) + "\n" });
       }
     }
     for (const o of outputs) {

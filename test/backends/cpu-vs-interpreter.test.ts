@@ -66,7 +66,8 @@ function lmBatch(seed: number, B: number, T: number, vocab: number): Batch {
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
 
 const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
-const cases: [string, string, Record<string, string | number>][] = [
+const cases: [string, string, Record<string, string | number>, boolean?][] = [
+  ["llama q4_0, unfused baseline kernels", "models/llama.qzo", { ...SMALL, weight: "q4_0" }, true],
   ["llama q4_0", "models/llama.qzo", { ...SMALL, weight: "q4_0" }],
   ["llama q8_0 with a Q4_0 embedding table", "models/llama.qzo", { ...SMALL, weight: "q8_0", embed: "q4_0" }],
   ["llama q4_1 (min)", "models/llama.qzo", { ...SMALL, weight: "q4_1" }],
@@ -78,12 +79,12 @@ const cases: [string, string, Record<string, string | number>][] = [
 ];
 
 describe("generated CPU kernels agree with the reference interpreter", () => {
-  it.each(cases)("%s", (_name, spec, overrides) => {
+  it.each(cases)("%s", (_name, spec, overrides, unfused) => {
     const r = checkFile(`${root}${spec}`, overrides);
     expect(r.diagnostics.map((d) => d.message)).toEqual([]);
     const m = r.modules[0]!;
     const model = randomModel(m, 7);
-    const cpu = createCpuBackend(model, { loss: "lm", threads: 2 });
+    const cpu = createCpuBackend(model, { loss: "lm", threads: 2, unfused: Boolean(unfused) });
     try {
       const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
       const batch = lmBatch(3, 2, 16, vocab);

@@ -52,13 +52,21 @@ export interface CpuProgram {
 const templatesDir = join(packageRoot(), "templates", "cpu");
 const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir), { autoescape: false, throwOnUndefined: true, trimBlocks: false });
 
-export function generateCpu(m: ModuleIR, graphs: string[]): CpuProgram {
+export interface CpuOptions {
+  /**
+   * The unfused baseline for benchmarks: no fusion passes, and every matmul dequantizes its
+   * whole weight to an f32 buffer before multiplying (the reference implementations' way).
+   */
+  unfused?: boolean;
+}
+
+export function generateCpu(m: ModuleIR, graphs: string[], opts: CpuOptions = {}): CpuProgram {
   const ints = configInts(m);
   const slots = weightSlots(m);
   const trainables = trainableManifest(m).map((t) => ({ ...t, size: trainableSize(m, t, ints) }));
   const readers = new Map<string, string>();
-  const programs = graphs.map((g) => runPasses(lowerToKernels(m, g)));
-  const entries = programs.map((p) => entryView(m, p, slots, trainables, readers, ints));
+  const programs = graphs.map((g) => runPasses(lowerToKernels(m, g), undefined, opts.unfused ? ["plan-buffers"] : undefined));
+  const entries = programs.map((p) => entryView(m, p, slots, trainables, readers, ints, Boolean(opts.unfused)));
   const manifest: CpuManifest = {
     module: m.name,
     source: m.source,
@@ -118,6 +126,7 @@ function entryView(
   trainables: (TrainableEntry & { size: number })[],
   readers: Map<string, string>,
   ints: Map<string, number>,
+  unfused: boolean,
 ) {
   const inputs = p.inputs.map((b) => p.buffers[b]!);
   const free = [...new Set(inputs.flatMap((b) => b.shape.flatMap((d) => d.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? [])).filter((n) => !ints.has(n)))].sort();
@@ -210,7 +219,7 @@ function entryView(
         const hasBias = k.attrs["residual"] ? Boolean(k.attrs["has_bias"]) : a.length > 2;
         const residual = k.attrs["residual"] ? buf(a[a.length - 1], "a residual") : "";
         const wshape = shapeOf(a[1]!);
-        return render("matmul", { comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w, bias: hasBias ? vector(a[2], "a bias") : "", residual, act: k.attrs["act"] ?? "" });
+        return render("matmul", { unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w, bias: hasBias ? vector(a[2], "a bias") : "", residual, act: k.attrs["act"] ?? "" });
       }
       case "matmul_glu": {
         const xs = shapeOf(a[0]!);
@@ -220,6 +229,10 @@ function entryView(
         const xs = shapeOf(a[0]!);
         const ts = shapeOf(a[2]!);
         return render("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out });
+      }
+      case "next_token_ce": {
+        const ls = shapeOf(a[0]!);
+        return render("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out });
       }
       case "embedding": {
         const ts = shapeOf(a[0]!);

@@ -199,11 +199,12 @@ const planBuffers: KernelPass = {
 
 export const PASSES: readonly KernelPass[] = [fuseEpilogues, fuseGatedMlp, fuseLmHeadCe, planBuffers];
 
-/** Runs the pass pipeline; `each` sees the program after every pass (for --emit). */
-export function runPasses(p: KProgram, each?: (pass: string, p: KProgram) => void): KProgram {
+/** Runs the pass pipeline (or only the passes named in `only`); `each` sees the program after every pass (for --emit). */
+export function runPasses(p: KProgram, each?: (pass: string, p: KProgram) => void, only?: string[]): KProgram {
   let cur = p;
   each?.("lower-to-kernels", cur);
   for (const pass of PASSES) {
+    if (only && !only.includes(pass.name)) continue;
     cur = pass.run(cur);
     each?.(pass.name, cur);
   }

@@ -6,6 +6,7 @@
  * master copies: the kernels perturb them inline and `qzo_update` steps them
  * in place.
  */
+import { availableParallelism } from "node:os";
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { buildCpuLibrary, type BuiltLibrary } from "../../compiler/build/build-cpu.js";
 import { generateCpu, type CpuGraphManifest, type CpuManifest } from "../../compiler/codegen/cpu.js";
@@ -22,6 +23,8 @@ export interface CpuBackendOptions {
   /** The loss graph to train with (e.g. "lm"). */
   loss: string;
   threads?: number;
+  /** Generate the unfused baseline instead (for benchmarks). */
+  unfused?: boolean;
 }
 
 export interface CpuBackend extends Backend {
@@ -38,13 +41,13 @@ export type StoredModel = Pick<BoundModel, "module" | "stored">;
 export function createCpuBackend(bound: StoredModel, opts: CpuBackendOptions): CpuBackend {
   const m = bound.module;
   const graphs = [opts.loss, ...(m.graphs.some((g) => g.name === "forward") && opts.loss !== "forward" ? ["forward"] : [])];
-  const gen = generateCpu(m, graphs);
+  const gen = generateCpu(m, graphs, { unfused: Boolean(opts.unfused) });
   const library = buildCpuLibrary(gen.source);
   const lib = openKernelLibrary(library.path);
   const trainables = trainableTensors(m);
   const { slots, masters } = weightArrays(bound, gen.manifest, trainables);
-  const threads = opts.threads ?? Number(process.env["QZO_THREADS"] ?? 0) ?? 0;
-  const nThreads = threads > 0 ? threads : Math.max(1, (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 2);
+  const threads = opts.threads ?? Number(process.env["QZO_THREADS"] ?? 0);
+  const nThreads = threads > 0 ? threads : availableParallelism();
 
   const run = (g: CpuGraphManifest, inputs: Batch, out: Float32Array, p?: PerturbSpec) => {
     const dims = bindDims(m, g, inputs);
