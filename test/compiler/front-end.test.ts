@@ -128,7 +128,7 @@ describe("models/llama.qzo lowered to IR", () => {
     expect(m.train.trainable.map((t) => `${t.param}.${t.field}`)).toEqual([
       "wq.scale", "wk.scale", "wv.scale", "wo.scale", "w1.scale", "w3.scale", "output.scale",
     ]);
-    expect(m.train).toMatchObject({ eps: 1e-3, epsMode: "absolute", lr: 1e-7, clip: 100, batch: 16 });
+    expect(m.train).toMatchObject({ eps: 1e-2, epsMode: "relative", lr: 1e-3, clip: 100, batch: 16 });
   });
 
   it("serializes to JSON and back without loss", () => {
