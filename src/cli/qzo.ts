@@ -3,10 +3,35 @@
  * qzo: the runtime command. `generate` continues a prompt and `perplexity`
  * scores a text, on a llama2.c checkpoint, a GGUF file or a Hugging Face
  * directory; the spec is chosen from the file's architecture unless --spec
- * names one.
+ * names one. `train` fine-tunes the quantization scales with QZO, `export`
+ * writes a model with a checkpoint's scales, `eval` scores a data set.
+ *
+ * `qzo train` exit codes: 0 done; 1 bad input; 2 bad usage (including an --out
+ * that already holds a run without --resume); 130 stopped by Ctrl-C (SIGINT)
+ * after finishing the current step and saving RUN_DIR/scales.safetensors
+ * (no model is exported; `--resume` continues the run).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { basename, extname, join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import type { ModuleIR } from "../compiler/ir/ir.js";
+import { datasetSize, loadDataset, makeBatch, type Dataset } from "../runtime/data/dataset.js";
+import { exportModel } from "../runtime/export/export.js";
+import { trainableTensors } from "../runtime/interpret/interpreter.js";
+import { createInterpreterBackend } from "../runtime/train/interp-backend.js";
+import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
+import {
+  BEST_FILE,
+  SCALES_FILE,
+  checkHyper,
+  datasetData,
+  hyperJson,
+  scoreDataset,
+  subset,
+  train,
+  type TrainData,
+  type TrainHyper,
+} from "../runtime/train/trainer.js";
 import { generate } from "../runtime/infer/generate.js";
 import { perplexity } from "../runtime/infer/perplexity.js";
 import { bindModel } from "../runtime/load/bind.js";
@@ -72,6 +97,262 @@ modelOptions(program.command("perplexity").description("mean negative log-likeli
     const r = perplexity(bound.module, bound.weights, tok, readFileSync(o.text, "utf8"), o.text);
     if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
     else process.stdout.write(`tokens ${r.tokens}  nll ${r.nll.toFixed(6)} nats/token  ppl ${r.ppl.toFixed(4)}\n`);
+  });
+
+// ------------------------------------------------------------------ training
+
+/** A u64 seed: decimal or 0x-hex. */
+function seedArg(v: string): bigint {
+  if (!/^(0x[0-9a-fA-F]{1,16}|\d{1,20})$/.test(v) || BigInt(v) >= 1n << 64n) {
+    throw new InvalidArgumentError(`expected a u64 seed (decimal or 0x hex), found '${v}'`);
+  }
+  return BigInt(v);
+}
+
+function choice<T extends string>(...allowed: T[]) {
+  return (v: string): T => {
+    if (!(allowed as string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${allowed.join(", ")}, found '${v}'`);
+    return v as T;
+  };
+}
+
+interface TrainCliOpts extends ModelOpts {
+  data: string;
+  eval?: string;
+  out: string;
+  resume?: boolean;
+  steps?: number;
+  lr?: number;
+  eps?: number;
+  relativeEps?: boolean;
+  absoluteEps?: boolean;
+  clip?: number;
+  batch?: number;
+  directions?: number;
+  z?: "gaussian" | "rademacher";
+  scaleFloor?: number;
+  schedule?: "constant" | "linear" | "cosine";
+  warmup?: number;
+  evalEvery?: number;
+  seed?: bigint;
+  seqLen?: number;
+}
+
+const DEFAULT_SEQ_LEN = 128;
+
+/** The model's context length (config seq_len), when the spec has one. */
+function contextOf(m: ModuleIR): number | undefined {
+  const v = m.config.find((c) => c.name === "seq_len")?.value.value;
+  return typeof v === "number" ? v : undefined;
+}
+
+/** The loss graph for a data set: the spec's train.loss when its inputs are the batch's, else the graph named after the data kind. */
+function lossFor(m: ModuleIR, ds: Dataset): string {
+  const keys = Object.keys(makeBatch(ds, [0])).sort().join(",");
+  const fits = (name: string) => {
+    const g = m.graphs.find((x) => x.name === name && x.role === "loss");
+    return g !== undefined && g.inputs.map((id) => g.values[id]!.name ?? "").sort().join(",") === keys;
+  };
+  if (fits(m.train.loss)) return m.train.loss;
+  if (fits(ds.kind)) return ds.kind;
+  const any = m.graphs.find((g) => g.role === "loss" && fits(g.name));
+  if (any) return any.name;
+  throw new QzoError(`${ds.file}: ${ds.kind === "lm" ? "language-modelling" : "classification"} data needs a loss graph with inputs (${keys}); ${m.source} has none`);
+}
+
+/** RUN_DIR/model.<ext>: the input's extension for a file, `model` (a directory) for a Hugging Face directory. */
+function exportPath(runDir: string, model: string): string {
+  return statSync(model).isDirectory() ? join(runDir, "model") : join(runDir, `model${extname(model) || ".bin"}`);
+}
+
+function readRunJson(path: string): Record<string, unknown> | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+  } catch {
+    throw new QzoError(`${path}: not valid JSON`);
+  }
+}
+
+modelOptions(program.command("train").description("fine-tune the quantization scales with QZO (zeroth-order, two forward passes per step)"))
+  .requiredOption("--data <file>", "training data: text, or JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"})")
+  .option("--eval <file>", "held-out data (default: the last 10% of --data)")
+  .requiredOption("--out <dir>", "the run directory (log.jsonl, scales.safetensors, best.safetensors, run.json, model.*)")
+  .option("--resume", "continue the run in --out from its scales.safetensors")
+  .option("--steps <n>", "number of steps", number("int", 0))
+  .option("--lr <x>", "learning rate", number("float", 0))
+  .option("--eps <x>", "perturbation size", number("float", 0))
+  .option("--relative-eps", "perturb and step relative to |scale| (S +- eps |S| z)")
+  .option("--absolute-eps", "perturb and step by absolute amounts (S +- eps z)")
+  .option("--clip <c>", "DDC threshold: the projected gradient is clamped to [-C, C]", number("float", 0))
+  .option("--batch <b>", "examples per step", number("int", 1))
+  .option("--directions <k>", "random directions per step (update averaged over them)", number("int", 1))
+  .option("--z <dist>", "direction distribution: gaussian or rademacher", choice("gaussian", "rademacher"))
+  .option("--scale-floor <f>", "sign-preserving floor on |scale|", number("float", 0))
+  .option("--schedule <kind>", "learning-rate schedule: constant, linear or cosine", choice("constant", "linear", "cosine"))
+  .option("--warmup <n>", "warmup steps", number("int", 0))
+  .option("--eval-every <n>", "evaluate and checkpoint every N steps (0: only at the end)", number("int", 0))
+  .option("--seed <s>", "run seed (u64, decimal or 0x hex)", seedArg)
+  .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
+  .action(async (o: TrainCliOpts) => {
+    if (o.relativeEps && o.absoluteEps) throw new QzoError("--relative-eps and --absolute-eps exclude each other", 2);
+    const runDir = o.out;
+    const scalesPath = join(runDir, SCALES_FILE);
+    const runJsonPath = join(runDir, "run.json");
+    if (existsSync(runDir) && !statSync(runDir).isDirectory()) throw new QzoError(`${runDir}: exists and is not a directory`, 2);
+    if (o.resume && !existsSync(scalesPath)) throw new QzoError(`${runDir}: no ${SCALES_FILE} to resume from; drop --resume to start a new run`, 2);
+    if (!o.resume && existsSync(scalesPath)) {
+      throw new QzoError(`${runDir}: already holds a run (${SCALES_FILE}); pass --resume to continue it, or choose another --out`, 2);
+    }
+    const { bound, tok } = load(o);
+    const m = bound.module;
+    // Defaults: the spec's train block, then (on --resume) the run's own settings; flags override.
+    const prev = o.resume ? (readRunJson(runJsonPath)?.["hyper"] as Record<string, unknown> | undefined) : undefined;
+    const base: TrainHyper = { ...m.train, seed: BigInt(m.train.seed) };
+    if (prev) Object.assign(base, { ...prev, seed: BigInt(String(prev["seed"] ?? base.seed)) });
+    const hp: TrainHyper = {
+      eps: o.eps ?? base.eps,
+      epsMode: o.relativeEps ? "relative" : o.absoluteEps ? "absolute" : base.epsMode,
+      lr: o.lr ?? base.lr,
+      schedule: o.schedule ?? base.schedule,
+      warmup: o.warmup ?? base.warmup,
+      clip: o.clip ?? base.clip,
+      directions: o.directions ?? base.directions,
+      z: o.z ?? base.z,
+      scaleFloor: o.scaleFloor ?? base.scaleFloor,
+      batch: o.batch ?? base.batch,
+      steps: o.steps ?? base.steps,
+      evalEvery: o.evalEvery ?? base.evalEvery,
+      seed: o.seed ?? base.seed,
+    };
+    checkHyper(hp);
+    const ctx = contextOf(m);
+    const prevSeqLen = o.resume ? readRunJson(runJsonPath)?.["seqLen"] : undefined;
+    const seqLen = o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN));
+    if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+    const ds = loadDataset(o.data, tok, seqLen);
+    const n = datasetSize(ds);
+    let trainData: TrainData = datasetData(ds);
+    let evalData: TrainData | undefined;
+    let evalWhat: string;
+    if (o.eval) {
+      const es = loadDataset(o.eval, tok, seqLen);
+      if (es.kind !== ds.kind) throw new QzoError(`${o.eval}: ${es.kind} data, but ${o.data} is ${ds.kind} data`);
+      evalData = datasetData(es);
+      evalWhat = `${o.eval} (${evalData.size} examples)`;
+    } else if (n >= 2) {
+      const held = Math.max(1, Math.round(n / 10));
+      evalData = subset(trainData, n - held, n);
+      trainData = subset(trainData, 0, n - held);
+      evalWhat = `the last ${held} of ${n} examples of ${o.data}`;
+    } else {
+      evalWhat = "none (one example)";
+    }
+    const lossName = lossFor(m, ds);
+    const backend = createInterpreterBackend(bound, { loss: lossName });
+    mkdirSync(runDir, { recursive: true });
+    const sha = modelSha256(o.model);
+    const runJson = {
+      command: ["qzo", ...process.argv.slice(2)],
+      model: o.model,
+      spec: bound.spec,
+      data: o.data,
+      eval: o.eval ?? null,
+      heldOut: o.eval ? null : evalData ? evalData.size : 0,
+      seqLen,
+      loss: lossName,
+      backend: backend.name,
+      trainables: backend.trainables.length,
+      scales: backend.values().reduce((a, v) => a + v.length, 0),
+      hyper: hyperJson(hp),
+      status: "running",
+    };
+    writeFileSync(runJsonPath, JSON.stringify(runJson, null, 2) + "\n");
+    process.stderr.write(
+      `qzo train: ${basename(o.model)}, ${runJson.scales} trainable values in ${runJson.trainables} tensors, ` +
+        `${trainData.size} training examples, eval ${evalWhat}, loss ${lossName}, ${hp.steps} steps\n`,
+    );
+    let stop = false;
+    const onSigint = () => {
+      if (stop) process.exit(130);
+      stop = true;
+      process.stderr.write("\nqzo train: interrupted: finishing the current step and saving (Ctrl-C again to quit now)\n");
+    };
+    process.on("SIGINT", onSigint);
+    let r;
+    try {
+      r = await train({
+        backend,
+        train: trainData,
+        ...(evalData ? { eval: evalData } : {}),
+        hp,
+        runDir,
+        model: { path: o.model, sha256: sha, spec: bound.spec },
+        resume: o.resume === true,
+        shouldStop: () => stop,
+      });
+    } finally {
+      process.off("SIGINT", onSigint);
+    }
+    const result = { step: r.step, best: r.best ?? null, lastEval: r.lastEval ?? null, skipped: r.skipped };
+    if (r.stopped) {
+      writeFileSync(runJsonPath, JSON.stringify({ ...runJson, status: "interrupted", result }, null, 2) + "\n");
+      process.stderr.write(`qzo train: stopped after step ${r.step}; ${scalesPath} saved; continue with --resume\n`);
+      process.exitCode = 130;
+      return;
+    }
+    const fromBest = evalData !== undefined && r.best !== undefined;
+    const values = fromBest
+      ? loadScalesCheckpoint(join(runDir, BEST_FILE), { trainables: backend.trainables, modelSha256: sha }).values
+      : backend.values();
+    const out = exportPath(runDir, o.model);
+    exportModel(bound, backend.trainables, values, out);
+    writeFileSync(runJsonPath, JSON.stringify({ ...runJson, status: "done", result, exported: out, exportedFrom: fromBest ? BEST_FILE : SCALES_FILE }, null, 2) + "\n");
+    const bestText = r.best ? `, best eval ${r.best.evalLoss.toFixed(4)} at step ${r.best.step}` : "";
+    process.stderr.write(`qzo train: ${r.step} steps${bestText}; wrote ${out} (from ${fromBest ? BEST_FILE : "the final scales"})\n`);
+  });
+
+modelOptions(program.command("export").description("write a model with the trained scales of a checkpoint, in the input's format"))
+  .requiredOption("--checkpoint <file>", "a scales checkpoint (RUN_DIR/scales.safetensors or best.safetensors)")
+  .requiredOption("--out <path>", "the output file (directory for a Hugging Face model)")
+  .action((o: ModelOpts & { checkpoint: string; out: string }) => {
+    if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
+    const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
+    const trainables = trainableTensors(bound.module);
+    const c = loadScalesCheckpoint(o.checkpoint, { trainables, modelSha256: modelSha256(o.model) });
+    const r = exportModel(bound, trainables, c.values, o.out);
+    process.stderr.write(`qzo export: wrote ${r.path} (${r.tensors} trained tensors from step ${c.step})\n`);
+  });
+
+modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling data) of a model"))
+  .requiredOption("--data <file>", "text, or JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"})")
+  .option("--checkpoint <file>", "use the trained scales of a scales checkpoint")
+  .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
+  .option("--batch <b>", "sequences per forward pass (language modelling)", number("int", 1), 16)
+  .option("--json", "print one JSON line")
+  .action((o: ModelOpts & { data: string; checkpoint?: string; seqLen?: number; batch: number; json?: boolean }) => {
+    const { bound, tok } = load(o);
+    const m = bound.module;
+    const ctx = contextOf(m);
+    const seqLen = o.seqLen ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
+    if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+    const ds = loadDataset(o.data, tok, seqLen);
+    let weights = bound.weights;
+    if (o.checkpoint) {
+      if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
+      const be = createInterpreterBackend(bound, { loss: lossFor(m, ds) });
+      const c = loadScalesCheckpoint(o.checkpoint, { trainables: be.trainables, modelSha256: modelSha256(o.model) });
+      be.setValues(c.values);
+      weights = be.weights;
+    }
+    const r = scoreDataset(m, weights, ds, o.batch, ds.kind === "lm" ? lossFor(m, ds) : "lm");
+    if (o.json) {
+      process.stdout.write(JSON.stringify(r.kind === "lm" ? { ...r, ppl: Math.exp(r.loss) } : r) + "\n");
+    } else if (r.kind === "lm") {
+      process.stdout.write(`examples ${r.examples}  tokens ${r.tokens}  loss ${r.loss.toFixed(6)} nats/token  ppl ${Math.exp(r.loss).toFixed(4)}\n`);
+    } else {
+      process.stdout.write(`examples ${r.examples}  accuracy ${r.accuracy!.toFixed(4)} (${r.correct}/${r.examples})  loss ${r.loss.toFixed(6)}\n`);
+    }
   });
 
 await runCli(program, process.argv);

@@ -1,0 +1,509 @@
+/**
+ * The QZO training loop (QZO-NOTES section 2: Q-SPSA with DDC), over any Backend.
+ *
+ * Step s (0-based, s = 0 .. steps-1) with K = directions:
+ *   indices = order(nTrain, batch, runSeed, s);  B = makeBatch(indices)      (the same batch for every k)
+ *   for k in 0..K-1:  seed_k = stepSeedPair(runSeed, s*K + k)                (K = 1: seed = stepSeedPair(runSeed, s))
+ *                     L+_k = loss(B, +eps, seed_k);  L-_k = loss(B, -eps, seed_k)   (all at the same S)
+ *                     d_raw_k = (L+_k - L-_k) / (2 eps);  d_k = clamp(d_raw_k, -C, C)  (DDC)
+ *   then, for k in 0..K-1 in order:  update(seed_k, d = d_k / K, lr = lr(s))
+ * so the step is S <- S - lr(s) * (1/K) * sum_k d_k z_k (each term floored as it is applied). eps is
+ * absolute (S +- eps z, step lr d z) or relative (S +- eps |S| z, step lr d |S| z), QZO-NOTES section 5.
+ * A direction whose L+ or L- is not finite is skipped (no update; logged with d = null).
+ *
+ * RUN_DIR/log.jsonl: a header line {"qzo_train":1, "run_seed", "eps", "eps_mode", "z", "scale_floor",
+ * "directions", "clip", ...}, then per step {"step","seed","loss_plus","loss_minus","d","d_raw","lr",
+ * "seconds"} (seed a "0x" + 16 hex digit u64; with K > 1, seed/loss_plus/loss_minus/d/d_raw are arrays
+ * of K), and per evaluation {"step", "eval_loss"} where "step" counts the steps completed (0 = before
+ * training). `replay` re-applies a log's (seed, d, lr) updates without any forward pass.
+ *
+ * Evaluation (when an eval set is given): the mean unperturbed loss over the eval set (consecutive
+ * chunks of `batch` examples, each chunk's loss weighted by its size), before the first step of a
+ * fresh run, after every evalEvery steps and after the last step. Keep-best: best.safetensors is
+ * written whenever the eval loss is below every earlier one. scales.safetensors is written at each
+ * evaluation point (every evalEvery steps even without an eval set), at the end, and when stopped.
+ *
+ * Resume: the checkpoint's step and values replace the start; the log is cut back to that step; the
+ * run then continues exactly as an uninterrupted one would (batches, seeds and learning rates are
+ * pure functions of (runSeed, step)).
+ */
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ModuleIR } from "../../compiler/ir/ir.js";
+import { QzoError } from "../../util/errors.js";
+import { runGraph, type WeightSource } from "../interpret/interpreter.js";
+import { projectedGradient } from "../interpret/update.js";
+import { splitSeed, stepSeedPair, type ZDistribution } from "../rng/direction.js";
+import { batchOrder, datasetSize, makeBatch, type Dataset } from "../data/dataset.js";
+import type { Backend, Batch } from "./backend.js";
+import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
+import { Progress } from "./progress.js";
+import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
+
+/** Training examples addressed by index. */
+export interface TrainData {
+  readonly size: number;
+  batch(indices: number[]): Batch;
+}
+
+/** Which examples step `step` trains on (default: dataset.ts's batchOrder). */
+export type BatchOrder = (n: number, batchSize: number, seed: bigint, step: number) => number[];
+
+/** A loaded dataset as TrainData. */
+export function datasetData(ds: Dataset): TrainData {
+  return { size: datasetSize(ds), batch: (indices) => makeBatch(ds, indices) };
+}
+
+/** What the checkpoints record about the model trained. */
+export interface ModelIdentity {
+  path: string;
+  sha256: string;
+  spec: string;
+}
+
+export interface TrainHyper {
+  eps: number;
+  epsMode: "absolute" | "relative";
+  lr: number;
+  schedule: ScheduleKind;
+  warmup: number;
+  clip: number;
+  directions: number;
+  z: ZDistribution;
+  scaleFloor: number;
+  batch: number;
+  steps: number;
+  evalEvery: number;
+  seed: bigint;
+}
+
+export interface TrainOptions {
+  backend: Backend;
+  train: TrainData;
+  eval?: TrainData;
+  hp: TrainHyper;
+  runDir: string;
+  /** Recorded in (and, on resume, checked against) the checkpoints. */
+  model: ModelIdentity;
+  /** Example order per step (default batchOrder of src/runtime/data/dataset.ts). */
+  order?: BatchOrder;
+  /** Continue from RUN_DIR/scales.safetensors. */
+  resume?: boolean;
+  /** Extra string metadata stored in the checkpoints. */
+  meta?: Record<string, string>;
+  /** Polled after every step and evaluation: true finishes the run early (checkpoint saved). */
+  shouldStop?: () => boolean;
+  /** Progress display; false for none. */
+  progress?: Progress | false;
+  /** Yield to the event loop between steps (so signals are seen); default true. */
+  yieldEachStep?: boolean;
+}
+
+export interface TrainResult {
+  /** Steps completed (== hp.steps unless stopped). */
+  step: number;
+  startStep: number;
+  stopped: boolean;
+  best?: { step: number; evalLoss: number };
+  lastEval?: number;
+  skipped: number;
+}
+
+export interface StepRecord {
+  step: number;
+  seed: string | string[];
+  loss_plus: number | number[];
+  loss_minus: number | number[];
+  d: number | null | (number | null)[];
+  d_raw: number | null | (number | null)[];
+  lr: number;
+  seconds: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  eval_loss: number;
+}
+
+export interface LogHeader {
+  qzo_train: 1;
+  run_seed: string;
+  eps: number;
+  eps_mode: "absolute" | "relative";
+  z: ZDistribution;
+  scale_floor: number;
+  directions: number;
+  clip: number;
+  lr: number;
+  schedule: ScheduleKind;
+  warmup: number;
+  batch: number;
+  steps: number;
+  backend: string;
+}
+
+export const LOG_FILE = "log.jsonl";
+export const SCALES_FILE = "scales.safetensors";
+export const BEST_FILE = "best.safetensors";
+
+export function seedHex(lo: number, hi: number): string {
+  return "0x" + hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0");
+}
+
+export function parseSeedHex(s: string): { lo: number; hi: number } {
+  if (!/^0x[0-9a-fA-F]{1,16}$/.test(s)) throw new QzoError(`bad seed '${s}' in the log (expected 0x + up to 16 hex digits)`);
+  return splitSeed(BigInt(s));
+}
+
+export function checkHyper(hp: TrainHyper): void {
+  const bad = (msg: string) => new QzoError(msg, 2);
+  if (!(hp.eps > 0) || !Number.isFinite(hp.eps)) throw bad(`eps must be a positive number, got ${hp.eps}`);
+  if (hp.epsMode !== "absolute" && hp.epsMode !== "relative") throw bad(`unknown eps mode '${String(hp.epsMode)}'`);
+  if (!(hp.clip >= 0)) throw bad(`the clip threshold must be >= 0, got ${hp.clip}`);
+  if (!Number.isInteger(hp.directions) || hp.directions < 1) throw bad(`directions must be an integer >= 1, got ${hp.directions}`);
+  if (hp.z !== "gaussian" && hp.z !== "rademacher") throw bad(`unknown z distribution '${String(hp.z)}' (gaussian, rademacher)`);
+  if (!(hp.scaleFloor >= 0) || !Number.isFinite(hp.scaleFloor)) throw bad(`the scale floor must be a number >= 0, got ${hp.scaleFloor}`);
+  if (!Number.isInteger(hp.batch) || hp.batch < 1) throw bad(`batch must be an integer >= 1, got ${hp.batch}`);
+  if (!Number.isInteger(hp.evalEvery) || hp.evalEvery < 0) throw bad(`eval-every must be an integer >= 0, got ${hp.evalEvery}`);
+  if (hp.seed < 0n || hp.seed >= 1n << 64n) throw bad(`the seed must be a u64, got ${hp.seed}`);
+  checkSchedule({ kind: hp.schedule, lr: hp.lr, steps: hp.steps, warmup: hp.warmup });
+  if (hp.steps * hp.directions >= 2 ** 53) throw bad(`steps * directions must be below 2^53`);
+}
+
+/**
+ * The weight of a batch's loss in a mean over batches: the number of examples for a classification
+ * batch (its loss is a mean over `label`), else the number of predicted tokens (mask at t >= 1: the lm
+ * loss is a mean over them), else the number of rows.
+ */
+export function batchWeight(b: Batch): number {
+  if (b["label"]) return b["label"].data.length;
+  const mask = b["mask"];
+  if (mask && mask.shape.length === 2) {
+    const [B, T] = mask.shape as [number, number];
+    let n = 0;
+    for (let r = 0; r < B; r++) for (let t = 1; t < T; t++) n += mask.data[r * T + t]!;
+    return n;
+  }
+  return b["tokens"]?.shape[0] ?? 1;
+}
+
+/**
+ * Mean unperturbed loss over a data set: consecutive chunks of `batch` examples, each chunk's loss
+ * weighted by batchWeight (so an lm eval is the mean over all predicted tokens, a classification eval
+ * the mean over examples).
+ */
+export function evaluate(backend: Pick<Backend, "loss">, data: TrainData, batch: number): number {
+  if (data.size === 0) throw new QzoError("the evaluation set is empty");
+  let sum = 0;
+  let weight = 0;
+  for (let start = 0; start < data.size; start += batch) {
+    const idx: number[] = [];
+    for (let i = start; i < Math.min(start + batch, data.size); i++) idx.push(i);
+    const b = data.batch(idx);
+    const w = batchWeight(b);
+    sum += backend.loss(b) * w;
+    weight += w;
+  }
+  return sum / weight;
+}
+
+/** Examples [from, to) of a data set, as their own TrainData. */
+export function subset(data: TrainData, from: number, to: number): TrainData {
+  if (!(0 <= from && from <= to && to <= data.size)) throw new Error(`internal: subset ${from}..${to} of ${data.size}`);
+  return { size: to - from, batch: (indices) => data.batch(indices.map((i) => i + from)) };
+}
+
+export interface DatasetScore {
+  kind: "lm" | "classify";
+  examples: number;
+  /** Mean loss: per predicted token (lm), per example (classify: cross-entropy over candidate scores). */
+  loss: number;
+  /** lm: predicted tokens. */
+  tokens?: number;
+  /** classify: fraction of examples whose gold candidate has the highest score. */
+  accuracy?: number;
+  correct?: number;
+}
+
+/**
+ * Scores a dataset with the model's graphs. lm: the `lm` loss (token-weighted mean). classify: the
+ * `forward` graph's logits; candidate k's score is the mean log-probability of its answer tokens
+ * (log softmax in float64), the prediction is the argmax (the first on ties), the loss is
+ * logsumexp(scores) - score[label], averaged over examples.
+ */
+export function scoreDataset(m: ModuleIR, weights: WeightSource, ds: Dataset, batch: number, lossGraph = "lm"): DatasetScore {
+  const n = datasetSize(ds);
+  const data = datasetData(ds);
+  if (ds.kind === "lm") {
+    if (!m.graphs.some((g) => g.name === lossGraph)) throw new QzoError(`${m.source}: no loss graph '${lossGraph}' to score language-modelling data with`);
+    let tokens = 0;
+    const loss = evaluate({ loss: (b) => runGraph(m, lossGraph, b, weights).data[0]! }, data, batch);
+    for (const w of ds.windows) tokens += w.length - 1;
+    return { kind: "lm", examples: n, loss, tokens };
+  }
+  const fwd = m.graphs.find((g) => g.name === "forward");
+  if (!fwd || fwd.inputs.length !== 1) throw new QzoError(`${m.source}: no 'forward(tokens)' graph to score candidates with`);
+  const input = fwd.values[fwd.inputs[0]!]!.name ?? "tokens";
+  let correct = 0;
+  let lossSum = 0;
+  // One example at a time: examples may have different candidate counts.
+  {
+    for (let i = 0; i < n; i++) {
+      const b = makeBatch(ds, [i]);
+      const tok = b["tokens"]!;
+      const mask = b["mask"]!.data;
+      const [R, T] = tok.shape as [number, number];
+      const logits = runGraph(m, "forward", { [input]: tok }, weights);
+      const V = logits.shape[2]!;
+      const scores: number[] = [];
+      for (let r = 0; r < R; r++) {
+        let sum = 0;
+        let cnt = 0;
+        for (let t = 1; t < T; t++) {
+          if (mask[r * T + t] === 0) continue;
+          const row = logits.data.subarray((r * T + t - 1) * V, (r * T + t) * V);
+          let mx = -Infinity;
+          for (let v = 0; v < V; v++) if (row[v]! > mx) mx = row[v]!;
+          let se = 0;
+          for (let v = 0; v < V; v++) se += Math.exp(row[v]! - mx);
+          sum += row[tok.data[r * T + t]!]! - mx - Math.log(se);
+          cnt++;
+        }
+        scores.push(sum / cnt);
+      }
+      const label = ds.examples[i]!.label;
+      let arg = 0;
+      for (let k = 1; k < scores.length; k++) if (scores[k]! > scores[arg]!) arg = k;
+      if (arg === label) correct++;
+      const mx = Math.max(...scores);
+      lossSum += mx + Math.log(scores.reduce((a, x) => a + Math.exp(x - mx), 0)) - scores[label]!;
+    }
+  }
+  return { kind: "classify", examples: n, loss: lossSum / n, accuracy: correct / n, correct };
+}
+
+/** The parsed lines of a log (header, steps, evals), in order. */
+export function parseLog(text: string, file = LOG_FILE): (LogHeader | StepRecord | EvalRecord)[] {
+  const out: (LogHeader | StepRecord | EvalRecord)[] = [];
+  text.split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      throw new QzoError(`${file}:${i + 1}: not a JSON line`);
+    }
+    if (typeof v !== "object" || v === null) throw new QzoError(`${file}:${i + 1}: not a JSON object`);
+    out.push(v as LogHeader | StepRecord | EvalRecord);
+  });
+  return out;
+}
+
+const isHeader = (r: object): r is LogHeader => "qzo_train" in r;
+const isStep = (r: object): r is StepRecord => "seed" in r && "step" in r;
+const isEval = (r: object): r is EvalRecord => "eval_loss" in r;
+
+/**
+ * Re-applies the updates of a log (its text or its parsed records) to a backend, without forward
+ * passes: for every step line and each of its directions k with a finite d_k,
+ * update(seed_k, d_k / K, lr). Returns the number of steps replayed. `upTo` stops before that step.
+ */
+export function replay(log: string | readonly object[], backend: Backend, opts: { upTo?: number } = {}): number {
+  const recs = typeof log === "string" ? parseLog(log) : log;
+  const header = recs.find(isHeader);
+  if (!header) throw new QzoError("the log has no header line (qzo_train): cannot replay it");
+  const K = header.directions;
+  let n = 0;
+  for (const r of recs) {
+    if (!isStep(r)) continue;
+    if (opts.upTo !== undefined && r.step >= opts.upTo) break;
+    const seeds = Array.isArray(r.seed) ? r.seed : [r.seed];
+    const ds = Array.isArray(r.d) ? r.d : [r.d];
+    if (seeds.length !== K || ds.length !== K) throw new QzoError(`log step ${r.step}: ${seeds.length} seeds and ${ds.length} d values for ${K} directions`);
+    for (let k = 0; k < K; k++) {
+      const d = ds[k];
+      if (d === null || d === undefined || !Number.isFinite(d)) continue;
+      const { lo, hi } = parseSeedHex(seeds[k]!);
+      backend.update({ seedLo: lo, seedHi: hi, d: K === 1 ? d : d / K, lr: r.lr, epsMode: header.eps_mode, dist: header.z, floor: header.scale_floor });
+    }
+    n++;
+  }
+  return n;
+}
+
+function headerOf(hp: TrainHyper, backend: Backend): LogHeader {
+  return {
+    qzo_train: 1,
+    run_seed: "0x" + hp.seed.toString(16).padStart(16, "0"),
+    eps: hp.eps,
+    eps_mode: hp.epsMode,
+    z: hp.z,
+    scale_floor: hp.scaleFloor,
+    directions: hp.directions,
+    clip: hp.clip,
+    lr: hp.lr,
+    schedule: hp.schedule,
+    warmup: hp.warmup,
+    batch: hp.batch,
+    steps: hp.steps,
+    backend: backend.name,
+  };
+}
+
+/** The hyperparameters as JSON-friendly values (the seed as a decimal string). */
+export function hyperJson(hp: TrainHyper): Record<string, unknown> {
+  return { ...hp, seed: hp.seed.toString(10) };
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+/** Trains; see the file comment for the exact semantics. */
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const { backend, hp, runDir } = o;
+  checkHyper(hp);
+  if (o.train.size === 0) throw new QzoError("the training set is empty");
+  const logPath = join(runDir, LOG_FILE);
+  const scalesPath = join(runDir, SCALES_FILE);
+  const bestPath = join(runDir, BEST_FILE);
+  const K = hp.directions;
+  const order = o.order ?? batchOrder;
+  const config = hyperJson(hp);
+  const save = (path: string, step: number) =>
+    saveScalesCheckpoint(path, {
+      step,
+      runSeed: hp.seed,
+      values: backend.values() as Float32Array[],
+      trainables: [...backend.trainables],
+      meta: {
+        model: o.model.path,
+        modelSha256: o.model.sha256,
+        spec: o.model.spec,
+        config,
+        ...(best ? { bestEvalLoss: best.evalLoss } : {}),
+        ...(o.meta ? { extra: o.meta } : {}),
+      },
+    });
+
+  let start = 0;
+  let best: { step: number; evalLoss: number } | undefined;
+  let lastEval: number | undefined;
+  if (o.resume) {
+    if (!existsSync(scalesPath)) throw new QzoError(`${scalesPath}: no checkpoint to resume from`);
+    const c = loadScalesCheckpoint(scalesPath, {
+      trainables: backend.trainables,
+      sizes: backend.values().map((v) => v.length),
+      modelSha256: o.model.sha256,
+    });
+    if (c.runSeed !== hp.seed) throw new QzoError(`${scalesPath}: the checkpoint comes from a run with seed ${c.runSeed}, not ${hp.seed}; resume with the same seed`);
+    if (c.step > hp.steps) throw new QzoError(`${scalesPath}: the checkpoint is at step ${c.step}, past the ${hp.steps} steps asked for`);
+    backend.setValues(c.values);
+    start = c.step;
+    // Keep the log up to the checkpoint (a crash may have left later lines), and the best eval so far.
+    const kept: string[] = [JSON.stringify(headerOf(hp, backend))];
+    if (existsSync(logPath)) {
+      for (const r of parseLog(readFileSync(logPath, "utf8"), logPath)) {
+        if (isHeader(r)) continue;
+        if (isEval(r)) {
+          if (r.step > start) continue;
+          if (!best || r.eval_loss < best.evalLoss) best = { step: r.step, evalLoss: r.eval_loss };
+          lastEval = r.eval_loss;
+        } else if (isStep(r) && r.step >= start) continue;
+        kept.push(JSON.stringify(r));
+      }
+    }
+    writeFileSync(logPath, kept.join("\n") + "\n");
+  } else {
+    writeFileSync(logPath, JSON.stringify(headerOf(hp, backend)) + "\n");
+  }
+  const log = (r: object) => appendFileSync(logPath, JSON.stringify(r) + "\n");
+  const progress = o.progress === false ? undefined : (o.progress ?? new Progress({ steps: hp.steps, firstStep: start }));
+
+  const runEval = (step: number): void => {
+    if (!o.eval) return;
+    const e = evaluate(backend, o.eval, hp.batch);
+    lastEval = e;
+    log({ step, eval_loss: e });
+    if (Number.isFinite(e) && (!best || e < best.evalLoss)) {
+      best = { step, evalLoss: e };
+      save(bestPath, step);
+    }
+  };
+
+  if (!o.resume && o.eval) {
+    runEval(0);
+    progress?.update({ step: 0, steps: hp.steps, ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) });
+  }
+
+  const schedule = { kind: hp.schedule, lr: hp.lr, steps: hp.steps, warmup: hp.warmup };
+  let step = start;
+  let stopped = false;
+  let skipped = 0;
+  let lastSaved = -1;
+  while (step < hp.steps) {
+    if (o.shouldStop?.()) {
+      stopped = true;
+      break;
+    }
+    const t0 = performance.now();
+    const s = step;
+    const batch = o.train.batch(order(o.train.size, hp.batch, hp.seed, s));
+    const lr = learningRate(schedule, s);
+    const seeds: { lo: number; hi: number }[] = [];
+    const lp: number[] = [];
+    const lm: number[] = [];
+    const dRaw: (number | null)[] = [];
+    const dClip: (number | null)[] = [];
+    for (let k = 0; k < K; k++) {
+      const seed = stepSeedPair(hp.seed, s * K + k);
+      const pert = { seedLo: seed.lo, seedHi: seed.hi, eps: hp.eps, epsMode: hp.epsMode, dist: hp.z };
+      const plus = backend.loss(batch, { ...pert, sign: 1 });
+      const minus = backend.loss(batch, { ...pert, sign: -1 });
+      seeds.push(seed);
+      lp.push(plus);
+      lm.push(minus);
+      if (Number.isFinite(plus) && Number.isFinite(minus)) {
+        const g = projectedGradient(plus, minus, hp.eps, hp.clip);
+        dRaw.push(g.raw);
+        dClip.push(g.clipped);
+      } else {
+        dRaw.push(null);
+        dClip.push(null);
+        skipped++;
+      }
+    }
+    for (let k = 0; k < K; k++) {
+      const d = dClip[k];
+      if (d === null || d === undefined) continue;
+      backend.update({ seedLo: seeds[k]!.lo, seedHi: seeds[k]!.hi, d: K === 1 ? d : d / K, lr, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor });
+    }
+    const one = <T>(a: T[]): T | T[] => (K === 1 ? a[0]! : a);
+    log({
+      step: s,
+      seed: one(seeds.map((x) => seedHex(x.lo, x.hi))),
+      loss_plus: one(lp),
+      loss_minus: one(lm),
+      d: one(dClip),
+      d_raw: one(dRaw),
+      lr,
+      seconds: (performance.now() - t0) / 1000,
+    });
+    step = s + 1;
+    const evalPoint = (hp.evalEvery > 0 && step % hp.evalEvery === 0) || step === hp.steps;
+    let evalNow: number | undefined;
+    if (evalPoint) {
+      if (o.eval) {
+        runEval(step);
+        evalNow = lastEval;
+      }
+      save(scalesPath, step);
+      lastSaved = step;
+    }
+    let mean = 0;
+    for (let k = 0; k < K; k++) mean += (lp[k]! + lm[k]!) / 2;
+    progress?.update({ step, steps: hp.steps, loss: mean / K, ...(evalNow !== undefined ? { evalLoss: evalNow } : {}) });
+    if (o.yieldEachStep !== false) await tick();
+  }
+  if (lastSaved !== step) save(scalesPath, step);
+  progress?.finish();
+  return { step, startStep: start, stopped, ...(best ? { best } : {}), ...(lastEval !== undefined ? { lastEval } : {}), skipped };
+}
