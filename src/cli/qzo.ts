@@ -13,12 +13,12 @@
  */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, extname, join } from "node:path";
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import type { ModuleIR } from "../compiler/ir/ir.js";
 import { datasetSize, loadDataset, makeBatch, type Dataset } from "../runtime/data/dataset.js";
 import { exportModel } from "../runtime/export/export.js";
 import { trainableTensors } from "../runtime/interpret/interpreter.js";
-import { createInterpreterBackend } from "../runtime/train/interp-backend.js";
+import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.js";
 import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
 import {
   BEST_FILE,
@@ -50,6 +50,7 @@ function number(kind: "int" | "float", min: number) {
 }
 
 interface ModelOpts {
+  device: Device;
   model: string;
   tokenizer?: string;
   spec?: string;
@@ -61,7 +62,8 @@ function modelOptions(c: Command): Command {
     .requiredOption("--model <path>", "llama2.c .bin, .gguf file, or Hugging Face directory")
     .option("--tokenizer <path>", "tokenizer file (tokenizer.bin, .model, tokenizer.json); GGUF and HF models carry their own")
     .option("--spec <file>", "the .qzo spec (default: models/<architecture>.qzo)")
-    .option("--set <key=value>", "override a config entry (repeatable)", collectSet, {});
+    .option("--set <key=value>", "override a config entry (repeatable)", collectSet, {})
+    .addOption(new Option("--device <device>", "cpu: generated C++ kernels; interp: the reference interpreter; auto: cpu when it can be built").choices([...DEVICES]).default("auto"));
 }
 
 function load(o: ModelOpts) {
@@ -76,16 +78,19 @@ modelOptions(program.command("generate").description("continue a prompt (greedy 
   .option("-n, --steps <n>", "tokens to generate (BOS ends early)", number("int", 1), 256)
   .option("--temperature <t>", "sampling temperature; 0 is greedy", number("float", 0), 1)
   .option("--seed <s>", "sampling seed", number("int", 0), 0)
-  .action((o: ModelOpts & { prompt: string; steps: number; temperature: number; seed: number }) => {
+  .option("--count <n>", "independent samples, generated as one batch and printed separated by blank lines", number("int", 1), 1)
+  .action((o: ModelOpts & { prompt: string; steps: number; temperature: number; seed: number; count: number }) => {
     const { bound, tok } = load(o);
-    generate(bound.module, bound.weights, tok, {
+    const { forward } = selectBackend(bound, bound.module.train.loss || "lm", o.device);
+    const r = generate(bound.module, forward, tok, {
       prompt: o.prompt,
       steps: o.steps,
       temperature: o.temperature,
       seed: o.seed,
-      onText: (s) => process.stdout.write(s),
+      count: o.count,
+      ...(o.count === 1 ? { onText: (s: string) => process.stdout.write(s) } : {}),
     });
-    process.stdout.write("\n");
+    process.stdout.write(o.count === 1 ? "\n" : r.texts.map((t) => t.trim()).join("\n\n") + "\n");
   });
 
 modelOptions(program.command("perplexity").description("mean negative log-likelihood of a text, as one sequence after BOS"))
@@ -94,7 +99,8 @@ modelOptions(program.command("perplexity").description("mean negative log-likeli
   .action((o: ModelOpts & { text: string; json?: boolean }) => {
     if (!existsSync(o.text)) throw new QzoError(`${o.text}: no such file`);
     const { bound, tok } = load(o);
-    const r = perplexity(bound.module, bound.weights, tok, readFileSync(o.text, "utf8"), o.text);
+    const { backend } = selectBackend(bound, "lm", o.device);
+    const r = perplexity(bound.module, (b) => backend.loss(b), tok, readFileSync(o.text, "utf8"), o.text);
     if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
     else process.stdout.write(`tokens ${r.tokens}  nll ${r.nll.toFixed(6)} nats/token  ppl ${r.ppl.toFixed(4)}\n`);
   });
@@ -249,7 +255,8 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
       evalWhat = "none (one example)";
     }
     const lossName = lossFor(m, ds);
-    const backend = createInterpreterBackend(bound, { loss: lossName });
+    const { backend, device } = selectBackend(bound, lossName, o.device);
+    process.stderr.write(`qzo: training on ${device === "cpu" ? "the generated CPU kernels" : "the reference interpreter"}\n`);
     mkdirSync(runDir, { recursive: true });
     const sha = modelSha256(o.model);
     const runJson = {
@@ -337,15 +344,13 @@ modelOptions(program.command("eval").description("accuracy (classification data)
     const seqLen = o.seqLen ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
     if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
     const ds = loadDataset(o.data, tok, seqLen);
-    let weights = bound.weights;
+    const { backend, forward } = selectBackend(bound, ds.kind === "lm" ? lossFor(m, ds) : "lm", o.device);
     if (o.checkpoint) {
       if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
-      const be = createInterpreterBackend(bound, { loss: lossFor(m, ds) });
-      const c = loadScalesCheckpoint(o.checkpoint, { trainables: be.trainables, modelSha256: modelSha256(o.model) });
-      be.setValues(c.values);
-      weights = be.weights;
+      const c = loadScalesCheckpoint(o.checkpoint, { trainables: backend.trainables, modelSha256: modelSha256(o.model) });
+      backend.setValues(c.values);
     }
-    const r = scoreDataset(m, weights, ds, o.batch, ds.kind === "lm" ? lossFor(m, ds) : "lm");
+    const r = scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch);
     if (o.json) {
       process.stdout.write(JSON.stringify(r.kind === "lm" ? { ...r, ppl: Math.exp(r.loss) } : r) + "\n");
     } else if (r.kind === "lm") {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { generate } from "../../src/runtime/infer/generate.js";
-import { perplexity } from "../../src/runtime/infer/perplexity.js";
+import { lmLoss, perplexity } from "../../src/runtime/infer/perplexity.js";
 import { bindModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 
@@ -87,7 +87,7 @@ describe("qzo perplexity", () => {
   it("refuses a text longer than the context", () => {
     const b = bindModel(STORIES);
     const tok = modelTokenizer(b.checkpoint, TOK512);
-    expect(() => perplexity(b.module, b.weights, tok, TEXT.repeat(20), "long.txt")).toThrow(/^long\.txt: \d+ tokens \(with BOS\) exceed the model's context of 512; shorten the text$/);
+    expect(() => perplexity(b.module, lmLoss(b.module, b.weights), tok, TEXT.repeat(20), "long.txt")).toThrow(/^long\.txt: \d+ tokens \(with BOS\) exceed the model's context of 512; shorten the text$/);
   });
 });
 

@@ -9,7 +9,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { generate } from "../../src/runtime/infer/generate.js";
-import { perplexity } from "../../src/runtime/infer/perplexity.js";
+import { lmLoss, perplexity } from "../../src/runtime/infer/perplexity.js";
 import { bindModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 import { disposeLlamaCpp, greedyContinuation, llamaCppStatus, sharedModelsDir, tokenLogProbs, tokenize } from "./llama-cpp.js";
@@ -44,7 +44,7 @@ describe.skipIf(!status.available)("qzo and llama.cpp on the same GGUF files", (
   ] as const)("give the same mean NLL on a text (%s, relative tolerance %s)", async (kind, tol) => {
     const b = bindModel(gguf(kind));
     const tok = modelTokenizer(b.checkpoint);
-    const ours = perplexity(b.module, b.weights, tok, TEXT, "text");
+    const ours = perplexity(b.module, lmLoss(b.module, b.weights), tok, TEXT, "text");
     const lp = await tokenLogProbs(gguf(kind), tok.encode(TEXT, { bos: true, eos: false }));
     const theirs = -lp.reduce((a, x) => a + x, 0) / lp.length;
     expect(lp).toHaveLength(ours.tokens - 1);

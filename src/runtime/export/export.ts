@@ -331,6 +331,8 @@ export function exportModel(bound: BoundModel, trainables: readonly TrainableTen
       // patches below must never reach.
       if (isDir) fs.cpSync(src, tmp, { recursive: true, errorOnExist: true, force: false, dereference: true });
       else fs.copyFileSync(src, tmp);
+      // The copy is ours to patch (and the user's to change), whatever the input's mode.
+      makeWritable(tmp);
     } catch (e) {
       throw new QzoError(`${outPath}: cannot copy ${ckpt.path} to ${tmp}: ${fsMessage(e)}`);
     }
@@ -404,4 +406,11 @@ function commit(tmp: string, out: string, isDir: boolean, shown: string): void {
     throw e;
   }
   fs.rmSync(aside, { recursive: true, force: true });
+}
+
+/** u+w on a file, or on a directory and everything in it. */
+function makeWritable(p: string): void {
+  const st = fs.statSync(p);
+  fs.chmodSync(p, st.mode | 0o200);
+  if (st.isDirectory()) for (const e of fs.readdirSync(p)) makeWritable(path.join(p, e));
 }

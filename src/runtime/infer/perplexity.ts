@@ -6,6 +6,7 @@
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { runGraph, type WeightSource } from "../interpret/interpreter.js";
+import type { Batch } from "../train/backend.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 
 export interface PerplexityResult {
@@ -14,7 +15,8 @@ export interface PerplexityResult {
   ppl: number;
 }
 
-export function perplexity(m: ModuleIR, weights: WeightSource, tok: Tokenizer, text: string, file: string): PerplexityResult {
+/** `loss` runs the model's `lm` loss on a batch (a backend's, or the interpreter's). */
+export function perplexity(m: ModuleIR, loss: (b: Batch) => number, tok: Tokenizer, text: string, file: string): PerplexityResult {
   const ids = tok.encode(text, { bos: true, eos: false });
   const seqLen = m.config.find((c) => c.name === "seq_len")?.value.value;
   if (typeof seqLen === "number" && ids.length > seqLen) {
@@ -24,7 +26,11 @@ export function perplexity(m: ModuleIR, weights: WeightSource, tok: Tokenizer, t
   if (!m.graphs.some((g) => g.name === "lm")) throw new QzoError(`${m.source}: the spec has no 'lm' loss to compute perplexity with`);
   const T = ids.length;
   const mask = new Float32Array(T).fill(1);
-  const out = runGraph(m, "lm", { tokens: { shape: [1, T], data: Int32Array.from(ids) }, mask: { shape: [1, T], data: mask } }, weights);
-  const nll = out.data[0]!;
+  const nll = loss({ tokens: { shape: [1, T], data: Int32Array.from(ids) }, mask: { shape: [1, T], data: mask } });
   return { tokens: T, nll, ppl: Math.exp(nll) };
+}
+
+/** The `lm` loss of the reference interpreter, as `perplexity` takes it. */
+export function lmLoss(m: ModuleIR, weights: WeightSource): (b: Batch) => number {
+  return (b) => runGraph(m, "lm", b, weights).data[0]!;
 }

@@ -31,7 +31,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs
 import { join } from "node:path";
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
-import { runGraph, type WeightSource } from "../interpret/interpreter.js";
+import type { Forward } from "../infer/generate.js";
 import { projectedGradient } from "../interpret/update.js";
 import { splitSeed, stepSeedPair, type ZDistribution } from "../rng/direction.js";
 import { batchOrder, datasetSize, makeBatch, type Dataset } from "../data/dataset.js";
@@ -231,19 +231,23 @@ export interface DatasetScore {
  * (log softmax in float64), the prediction is the argmax (the first on ties), the loss is
  * logsumexp(scores) - score[label], averaged over examples.
  */
-export function scoreDataset(m: ModuleIR, weights: WeightSource, ds: Dataset, batch: number, lossGraph = "lm"): DatasetScore {
+/** What scoring needs of a model: its loss graph on a batch, and its forward graph's logits. */
+export interface Scorer {
+  loss(b: Batch): number;
+  forward: Forward;
+}
+
+export function scoreDataset(m: ModuleIR, scorer: Scorer, ds: Dataset, batch: number): DatasetScore {
   const n = datasetSize(ds);
   const data = datasetData(ds);
   if (ds.kind === "lm") {
-    if (!m.graphs.some((g) => g.name === lossGraph)) throw new QzoError(`${m.source}: no loss graph '${lossGraph}' to score language-modelling data with`);
     let tokens = 0;
-    const loss = evaluate({ loss: (b) => runGraph(m, lossGraph, b, weights).data[0]! }, data, batch);
+    const loss = evaluate(scorer, data, batch);
     for (const w of ds.windows) tokens += w.length - 1;
     return { kind: "lm", examples: n, loss, tokens };
   }
   const fwd = m.graphs.find((g) => g.name === "forward");
   if (!fwd || fwd.inputs.length !== 1) throw new QzoError(`${m.source}: no 'forward(tokens)' graph to score candidates with`);
-  const input = fwd.values[fwd.inputs[0]!]!.name ?? "tokens";
   let correct = 0;
   let lossSum = 0;
   // One example at a time: examples may have different candidate counts.
@@ -253,8 +257,8 @@ export function scoreDataset(m: ModuleIR, weights: WeightSource, ds: Dataset, ba
       const tok = b["tokens"]!;
       const mask = b["mask"]!.data;
       const [R, T] = tok.shape as [number, number];
-      const logits = runGraph(m, "forward", { [input]: tok }, weights);
-      const V = logits.shape[2]!;
+      const logits = { data: scorer.forward(tok.data as Int32Array, R, T) };
+      const V = logits.data.length / (R * T);
       const scores: number[] = [];
       for (let r = 0; r < R; r++) {
         let sum = 0;

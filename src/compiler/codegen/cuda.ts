@@ -1,0 +1,346 @@
+/**
+ * CUDA code generation: the SAME kernel programs, weight slots and trainable manifest as the
+ * CPU generator (this module calls generateCpu for them, so the two can never disagree),
+ * rendered with the nunjucks templates of templates/cuda/ into one .cu source for sm_80+.
+ *
+ * The generated library has the CPU library's C ABI: `qzo_run_<graph>(ptrs, scalars, n_ptrs,
+ * n_scalars)` with HOST pointers (graph inputs, the output, every weight slot) and the same
+ * scalars, `qzo_update` (on the device copies of the masters, copied back to the host arrays),
+ * `qzo_manifest`, `qzo_last_error`; plus `qzo_cuda_status`, `qzo_cuda_init`, `qzo_sync_masters`,
+ * `qzo_release`, `qzo_cuda_stats` and, per graph, `qzo_time_<graph>` (see docs/CUDA.md).
+ *
+ * A quantized weight is read by a generated reader struct whose code position, value and scale
+ * index expressions are taken from the CPU row reader (codegen/weights.ts rowReader), i.e. from
+ * the format declaration alone.
+ */
+import { join } from "node:path";
+import nunjucks from "nunjucks";
+import type { FormatIR, ModuleIR } from "../ir/ir.js";
+import { QzoError } from "../../util/errors.js";
+import { packageRoot } from "../../util/package-root.js";
+import type { KArg, KBuffer, KKernel, KParam, KProgram, KStep } from "../kernels/kernel-ir.js";
+import { cExpr } from "./c-expr.js";
+import { generateCpu, type CpuManifest } from "./cpu.js";
+import { configInts, evalConcrete, formatOf, paramLayers, rowReader, weightSlots, type WeightSlot } from "./weights.js";
+
+export interface CudaManifest extends CpuManifest {
+  target: "cuda";
+  /** Byte size of each weight slot (same order as `weights`): the host array the runtime passes. */
+  weightBytes: number[];
+}
+
+export interface CudaProgram {
+  source: string;
+  manifest: CudaManifest;
+  programs: KProgram[];
+}
+
+export interface CudaOptions {
+  /** The unfused baseline for benchmarks: each matmul dequantizes its whole weight to 16 bits, then multiplies. */
+  unfused?: boolean;
+}
+
+const templatesDir = join(packageRoot(), "templates", "cuda");
+const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir), { autoescape: false, throwOnUndefined: true, trimBlocks: false });
+
+const WORD_BYTES: Record<string, number> = { i8: 1, u8: 1, i16: 2, i32: 4, i64: 8, f16: 2, bf16: 2, f32: 4 };
+
+export function generateCuda(m: ModuleIR, graphs: string[], opts: CudaOptions = {}): CudaProgram {
+  const unfused = Boolean(opts.unfused);
+  // The CPU generator owns the kernel programs (lowerToKernels + runPasses), the manifest and the checks.
+  const cpu = generateCpu(m, graphs, { unfused });
+  const ints = configInts(m);
+  const slots = weightSlots(m);
+  const weightBytes = slots.map((s) => slotBytes(m, s, ints));
+  const manifest: CudaManifest = { ...cpu.manifest, target: "cuda", weightBytes };
+  const readers = new Map<string, string>();
+  const entries = cpu.programs.map((p) => entryView(m, p, slots, readers, ints, unfused));
+  const trainables = manifest.trainables;
+  const slotOf = (t: (typeof trainables)[number]) => {
+    const part = t.field === "scale" ? "scales" : t.field === "min" ? "mins" : "data";
+    const i = slots.findIndex((s) => s.param === t.param && s.layer === t.layer && s.part === part);
+    if (i < 0) throw new QzoError(`${m.source}: trainable ${t.param}.${t.field} has no weight slot`);
+    return i;
+  };
+  const source = env.render("program.cu.njk", {
+    source: m.source,
+    model: m.name,
+    graphs,
+    unfused,
+    hash: "%HASH%",
+    passes: cpu.programs[0]?.passes ?? [],
+    dims: [...ints].map(([name, value]) => ({ name: `cfg_${name}`, value })),
+    readers: [...readers.values()],
+    manifest: JSON.stringify(manifest),
+    slotBytes: weightBytes,
+    entries: entries.map((e) => e.view),
+    update: {
+      count: trainables.length,
+      slots: trainables.length ? trainables.map(slotOf) : [0],
+      sizes: trainables.length ? trainables.map((t) => t.size) : [0],
+      floored: trainables.length ? trainables.map((t) => (t.field === "scale" ? 1 : 0)) : [0],
+    },
+  });
+  return { source, manifest, programs: cpu.programs };
+}
+
+/** Byte size of the host array the runtime passes for a weight slot (backends/cpu.ts weightArrays). */
+function slotBytes(m: ModuleIR, s: WeightSlot, ints: Map<string, number>): number {
+  const p = m.params.find((x) => x.name === s.param)!;
+  const shape = p.type.shape.map((d) => evalConcrete(d, ints));
+  const f = formatOf(m, p);
+  if (s.part === "data" || !f) return 4 * shape.reduce((a, b) => a * b, 1);
+  const [rows, cols] = shape as [number, number];
+  if (s.part === "codes") {
+    if (f.layout.kind === "record") return rows * (cols / f.block.size) * f.layout.bytes;
+    const field = f.layout.fields.find((x) => x.field === "code")!;
+    const dims = new Map([["in", cols], ["out", rows]]);
+    return field.shape.map((d) => evalConcrete(d, dims)).reduce((a, b) => a * b, 1) * WORD_BYTES[field.dtype]!;
+  }
+  // scales, mins and zero-points: one fp32 value per scale
+  const n = f.scale.per === "tensor" ? 1 : f.scale.per === "row" ? rows : f.block.axis === "in" ? rows * (cols / f.block.size) : (rows / f.block.size) * cols;
+  return 4 * n;
+}
+
+/**
+ * The device reader of a [rows, cols] weight in format f: the scale-index, code and value
+ * expressions are lifted from the CPU row reader (one source of truth for the layout).
+ */
+function deviceReader(f: FormatIR, name: string, rows: number, cols: number): string {
+  const cpu = rowReader(f, name, rows, cols);
+  const grab = (re: RegExp, what: string) => {
+    const x = re.exec(cpu);
+    if (!x) throw new Error(`internal: cannot find the ${what} in the CPU row reader of format '${f.name}'`);
+    return x[1]!;
+  };
+  const comment = grab(/^(\/\/ format .*)$/m, "comment");
+  const table = /^static const float (\S+_table\[\d+\] = \{.*\};)$/m.exec(cpu)?.[1];
+  const si = grab(/const int64_t si = (.*);$/m, "scale index");
+  const q = grab(/const uint32_t q = (.*);$/m, "code read");
+  const v = grab(/const float v = (.*);$/m, "value");
+  const bs = f.block.size;
+  const kb = f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" ? bs : 0;
+  const split = kb > 0 && kb % 16 === 0;
+  const hasMin = Boolean(f.min);
+  return [
+    comment,
+    ...(table ? [`__device__ static const float ${table}`] : []),
+    `struct ${name} {`,
+    `  static constexpr int64_t ROWS = ${rows}, COLS = ${cols};`,
+    `  static constexpr bool SPLIT = ${split}, HAS_MIN = ${hasMin};`,
+    `  static constexpr int KB = ${split ? kb : 16};`,
+    `  __device__ static __forceinline__ int64_t sidx(int64_t n, int64_t c) { (void)n; (void)c; return ${si}; }`,
+    `  __device__ static __forceinline__ float value(const qzo::WArg& w, int64_t n, int64_t c) {`,
+    `    const uint8_t* codes = w.codes; (void)codes;`,
+    f.zero ? `    const float zp = __ldg(w.zeros + sidx(n, c));` : `    const float zp = 0.0f; (void)zp;`,
+    `    const uint32_t q = ${q.replace(/qzo::read_bits/g, "qzo::read_bits")};`,
+    `    return ${v};`,
+    `  }`,
+    `  __device__ static __forceinline__ float full(const qzo::WArg& w, int64_t n, int64_t c) {`,
+    `    const int64_t si = sidx(n, c);`,
+    `    const float s = __ldg(w.scales + si);`,
+    `    const float v = value(w, n, c);`,
+    hasMin ? `    return (float)((double)s * (double)v + (double)__ldg(w.mins + si));` : `    return s * v;`,
+    `  }`,
+    `};`,
+  ].join("\n");
+}
+
+interface WeightView {
+  R: string;
+  codes: string;
+  scales: string;
+  mins: string;
+  zeros: string;
+}
+
+function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<string, string>, ints: Map<string, number>, unfused: boolean) {
+  const inputs = p.inputs.map((b) => p.buffers[b]!);
+  const free = [...new Set(inputs.flatMap((b) => b.shape.flatMap((d) => d.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? [])).filter((n) => !ints.has(n)))].sort();
+  const nIO = inputs.length + 1;
+  const loopVars = new Set<string>();
+  const collectLoops = (list: KStep[]) => list.forEach((s) => s.kind === "loop" && (loopVars.add(s.var), collectLoops(s.body)));
+  collectLoops(p.steps);
+  const dim = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
+  const elems = (b: KBuffer) => (b.shape.length ? b.shape.map((d) => `(${dim(d)})`).join(" * ") : "1");
+  const ctype = (b: KBuffer) => (b.dtype === "i32" ? "int32_t" : "float");
+  const bufVar = (id: number) => `b${id}`;
+  const buf = (a: KArg | undefined, what: string) => {
+    if (!a || !("buffer" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a computed value for the CUDA code generator`);
+    return bufVar(a.buffer);
+  };
+  const shapeOf = (a: KArg) => ("buffer" in a ? p.buffers[a.buffer]!.shape : m.params.find((x) => x.name === a.param.param)!.type.shape);
+  const lead = (shape: string[]) => (shape.length > 1 ? shape.slice(0, -1).map((d) => `(${dim(d)})`).join(" * ") : "1");
+  const lastDim = (shape: string[]) => dim(shape[shape.length - 1]!);
+  // Workspace indices: planned slots first, then the graph's inputs and output, then kernel scratch.
+  const temps = p.buffers.filter((b) => b.role === "temp" && b.slot !== undefined);
+  const nPlanned = temps.length ? Math.max(...temps.map((b) => b.slot!)) + 1 : 0;
+  let scratch = nPlanned + nIO;
+  const takeScratch = (n: number) => {
+    const s = scratch;
+    scratch += n;
+    return s;
+  };
+
+  /** W[...] of a parameter part in this call (layer index expressions as the CPU generator's). */
+  const slotExpr = (kp: KParam, part: WeightSlot["part"]): string => {
+    const param = m.params.find((x) => x.name === kp.param)!;
+    const layers = paramLayers(param, ints);
+    const base = slots.findIndex((s) => s.param === kp.param && s.layer === layers[0] && s.part === part);
+    if (base < 0) return "nullptr";
+    const stride = slots.filter((s) => s.param === kp.param && s.layer === layers[0]).length;
+    const from = layers[0] ?? 0;
+    const idx = kp.index === undefined ? `${base}` : `${base} + ((${dim(kp.index)}) - ${from}) * ${stride}`;
+    return `W[${idx}]`;
+  };
+  const weight = (a: KArg | undefined, what: string): WeightView => {
+    if (!a || !("param" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a parameter for the CUDA code generator`);
+    const param = m.params.find((x) => x.name === a.param.param)!;
+    const [rows, cols] = param.type.shape.map((d) => evalConcrete(d, ints)) as [number, number];
+    const f = formatOf(m, param);
+    const ptr = (part: WeightSlot["part"], type: string) => {
+      const e = slotExpr(a.param, part);
+      return e === "nullptr" ? "nullptr" : `((const ${type}*)${e})`;
+    };
+    if (!f) return { R: `qzo::RdF32<${rows}, ${cols}>`, codes: ptr("data", "uint8_t"), scales: "nullptr", mins: "nullptr", zeros: "nullptr" };
+    if (f.codebooks.some((c) => c.additive)) throw new QzoError(`format '${f.name}': additive codebooks are not supported by the CUDA code generator yet`);
+    const name = `rd_${f.name}_${rows}x${cols}`;
+    if (!readers.has(name)) readers.set(name, deviceReader(f, name, rows, cols));
+    return { R: `gen::${name}`, codes: ptr("codes", "uint8_t"), scales: ptr("scales", "float"), mins: ptr("mins", "float"), zeros: ptr("zeros", "float") };
+  };
+  const vector = (a: KArg | undefined, what: string): string => {
+    if (a && "param" in a) {
+      const param = m.params.find((x) => x.name === a.param.param)!;
+      if (formatOf(m, param)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} '${param.name}' is quantized; the CUDA code generator reads quantized parameters in matmul and embedding only`);
+      return `((const float*)${slotExpr(a.param, "data")})`;
+    }
+    return buf(a, what);
+  };
+  const actCode = (a: unknown) => ({ silu: 1, gelu: 2, relu: 3 })[String(a ?? "")] ?? 0;
+
+  const kernel = (k: KKernel): string => {
+    // The from strings go into comments and C string literals.
+    const comment = k.from.join("; ").replace(/\*\//g, "* /").replace(/\\/g, "/").replace(/"/g, "'");
+    const out = bufVar(k.outputs[0]!);
+    const a = k.args;
+    switch (k.op) {
+      case "matmul": {
+        const xs = shapeOf(a[0]!);
+        const w = weight(a[1], "a linear weight");
+        const hasBias = k.attrs["residual"] ? Boolean(k.attrs["has_bias"]) : a.length > 2;
+        const residual = k.attrs["residual"] ? buf(a[a.length - 1], "a residual") : "nullptr";
+        const wshape = shapeOf(a[1]!);
+        return render("matmul", {
+          unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w,
+          bias: hasBias ? vector(a[2], "a bias") : "nullptr", hasBias: String(hasBias), residual, hasRes: String(Boolean(k.attrs["residual"])),
+          act: actCode(k.attrs["act"]), scratch: unfused ? takeScratch(1) : 0,
+        });
+      }
+      case "matmul_glu": {
+        const xs = shapeOf(a[0]!);
+        return render("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), x: buf(a[0], "the input"), y: out, wGate: weight(a[1], "the gate weight"), wUp: weight(a[2], "the up weight"), act: actCode(k.attrs["act"]) });
+      }
+      case "matmul_ce": {
+        const xs = shapeOf(a[0]!);
+        const ts = shapeOf(a[2]!);
+        return render("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out, scratch: takeScratch(5) });
+      }
+      case "next_token_ce": {
+        const ls = shapeOf(a[0]!);
+        return render("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out, scratch: takeScratch(2) });
+      }
+      case "embedding": {
+        const ts = shapeOf(a[0]!);
+        const ids = shapeOf(a[1]!);
+        return render("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
+      }
+      case "rmsnorm":
+      case "layernorm": {
+        const xs = shapeOf(a[0]!);
+        return render(k.op, { comment, M: lead(xs), K: lastDim(xs), x: buf(a[0], "the input"), w: vector(a[1], "a norm weight"), bias: k.op === "layernorm" ? vector(a[2], "a norm bias") : "", y: out, eps: fmtNum(Number(k.attrs["eps"])) });
+      }
+      case "rope": {
+        const xs = shapeOf(a[0]!);
+        return render("rope", { comment, B: dim(xs[0]!), T: dim(xs[1]!), K: lastDim(xs), heads: k.attrs["heads"], theta: fmtNum(Number(k.attrs["theta"])), style: k.attrs["style"], x: buf(a[0], "the input"), y: out });
+      }
+      case "attention": {
+        const qs = shapeOf(a[0]!);
+        return render("attention", { comment, B: dim(qs[0]!), T: dim(qs[1]!), K: lastDim(qs), heads: k.attrs["heads"], kvHeads: k.attrs["kv_heads"], causal: Boolean(k.attrs["causal"]), q: buf(a[0], "q"), k: buf(a[1], "k"), v: buf(a[2], "v"), y: out });
+      }
+      case "unary": {
+        const fn = String(k.attrs["fn"]);
+        const x = "(double)x[i]";
+        const expr = fn === "neg" ? `-${x}` : `qzo::${fn}(${x})`;
+        return render("unary", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the input"), y: out, expr });
+      }
+      case "binary": {
+        const op = { add: "+", sub: "-", mul: "*", div: "/" }[String(k.attrs["fn"])]!;
+        const sl = k.attrs["scalar_left"];
+        const sr = k.attrs["scalar_right"];
+        const left = sl !== undefined ? `(double)${fmtNum(Number(sl))}` : `(double)${buf(a[0], "an operand")}[i]`;
+        const right = sr !== undefined ? `(double)${fmtNum(Number(sr))}` : `(double)${buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
+        return render("binary", { comment, E: elems(p.buffers[k.outputs[0]!]!), y: out, expr: `${left} ${op} ${right}` });
+      }
+      case "positions": {
+        const ts = shapeOf(a[0]!);
+        return render("positions", { comment, B: dim(ts[0]!), T: dim(ts[1]!), offset: k.attrs["offset"], y: out });
+      }
+      case "copy":
+        return render("copy", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the copied value"), y: out });
+      default:
+        throw new QzoError(`${m.source}: graph '${p.graph}': the CUDA code generator has no kernel for '${k.op}' (${comment})`);
+    }
+  };
+
+  const steps = (list: KStep[], ind: string): string =>
+    list
+      .map((s) => {
+        if (s.kind === "kernel") return kernel(s);
+        const copies = s.carried
+          .filter((c) => c.buffer !== c.yields)
+          .map((c) => `${ind}  QZO_CHECK(cudaMemcpyAsync(${bufVar(c.buffer)}, ${bufVar(c.yields)}, sizeof(float) * (size_t)(${elems(p.buffers[c.buffer]!)}), cudaMemcpyDeviceToDevice, st), "loop-carried copy");`)
+          .join("\n");
+        const v = `lv_${s.var}`;
+        return `${ind}for (int64_t ${v} = ${dim(s.start)}; ${v} < ${dim(s.end)}; ${v}++) {  // ${s.from}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
+      })
+      .join("\n");
+
+  const slotList = [...new Set(temps.map((b) => b.slot!))].sort((x, y) => x - y).map((i) => {
+    const b = temps.find((t) => t.slot === i)!;
+    return { index: i, ctype: ctype(b), elems: elems(b) };
+  });
+  const outBuf = p.buffers[p.output]!;
+  const io = [...inputs, outBuf].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index, name: b.name, elems: elems(b), ws: nPlanned + index, input: index < inputs.length }));
+  const body = steps(p.steps, "  ");
+  const view = {
+    graph: p.graph,
+    role: p.role,
+    steps: p.steps,
+    peak: p.peakBytes ?? "0",
+    nIO,
+    nSlots: slots.length,
+    nPtrs: nIO + slots.length,
+    nScalars: free.length + 7,
+    free: free.map((name, index) => ({ name: `dim_${name}`, index })),
+    pBase: free.length,
+    io,
+    slots: slotList,
+    temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: b.name, type: `${b.dtype}[${b.shape.join(", ")}]` })),
+    outIndex: nIO - 1,
+    outVar: bufVar(outBuf.id),
+    outCtype: ctype(outBuf),
+    outElems: elems(outBuf),
+    body,
+  };
+  return { view };
+}
+
+/** A number as a C double literal. */
+function fmtNum(v: number): string {
+  const s = String(v);
+  return /[.eE]/.test(s) || !Number.isFinite(v) ? s : `${s}.0`;
+}
+
+function render(name: string, view: Record<string, unknown>): string {
+  return env.renderString(`{% import "kernels.njk" as K %}{{ K.${name}(k) }}`, { k: view });
+}

@@ -1,0 +1,243 @@
+/**
+ * The CUDA backend: the spec compiled to CUDA (src/compiler/codegen/cuda.ts), built once into a
+ * fat library (build-cuda.ts), loaded through the native addon, and driven exactly like the CPU
+ * library: the same host arrays (packed codes, fp32 scales that ARE the trainer's master copies)
+ * in the same ABI. The library copies weights to the device once, keyed by host pointer.
+ *
+ * Device-memory rule (docs/CUDA.md): after the first call the DEVICE copy of each trainable
+ * tensor is the one the kernels read; `update` runs on it and the library copies the result back
+ * into the host master array, so `values()` is always current. Whoever writes the host masters
+ * (setValues: resume, keep-best restore) must call qzo_sync_masters, which setValues does.
+ * Host weight arrays must not be modified or freed while the backend is open; close() frees the
+ * device memory.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { execaSync } from "execa";
+import type { ModuleIR } from "../../compiler/ir/ir.js";
+import type { BuiltLibrary } from "../../compiler/build/build-cpu.js";
+import { buildCudaLibrary, type CudaBuildOptions } from "../../compiler/build/build-cuda.js";
+import { generateCuda, type CudaManifest } from "../../compiler/codegen/cuda.js";
+import type { CpuGraphManifest } from "../../compiler/codegen/cpu.js";
+import { formatOf } from "../../compiler/codegen/weights.js";
+import { openKernelLibrary, type KernelArg, type KernelLibrary } from "../../native/index.js";
+import { QzoError } from "../../util/errors.js";
+import { trainableTensors, type TrainableTensor } from "../interpret/interpreter.js";
+import { evalDim, isPlainName, solveDim } from "../interpret/dims.js";
+import { unpackRaw } from "../quant/codec.js";
+import type { Backend, Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
+import type { StoredModel } from "./cpu.js";
+
+export interface CudaBackendOptions {
+  /** The loss graph to train with (e.g. "lm"). */
+  loss: string;
+  /** Generate the unfused baseline instead (benchmarks). */
+  unfused?: boolean;
+  /** Build options (architectures, bf16 operands). */
+  build?: CudaBuildOptions;
+}
+
+export interface CudaBackend extends Backend {
+  readonly library: BuiltLibrary;
+  readonly manifest: CudaManifest;
+  readonly lib: KernelLibrary;
+  /** The forward graph's logits, [B, T, vocab]. */
+  forward(tokens: Int32Array, batch: number, seq: number): Float32Array;
+  /** Runs a graph (inputs by name) into `out`, optionally perturbed. */
+  run(graph: string, inputs: Batch, out: Float32Array | Int32Array, perturb?: PerturbSpec): void;
+  /** Device memory: live and peak bytes of the library, weight bytes, device used and total. */
+  memory(resetPeak?: boolean): { live: number; peak: number; weights: number; deviceUsed: number; deviceTotal: number };
+  close(): void;
+}
+
+/** Whether this machine can run CUDA kernels at all, without building anything (for --device auto). */
+export function cudaAvailable(): { ok: boolean; reason: string } {
+  if (!findLibcuda()) return { ok: false, reason: "no CUDA driver (libcuda.so.1) found" };
+  const nodes = existsSync("/dev") ? readdirSync("/dev").filter((n) => /^nvidia\d+$/.test(n)) : [];
+  if (nodes.length === 0 && !existsSync("/dev/dxg")) return { ok: false, reason: "no CUDA device (no /dev/nvidia* device node)" };
+  return { ok: true, reason: `CUDA driver found, ${nodes.length || 1} device node(s)` };
+}
+
+function findLibcuda(): boolean {
+  const dirs = [
+    ...(process.env["LD_LIBRARY_PATH"] ?? "").split(":").filter(Boolean),
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/nvidia/lib64",
+    "/usr/lib/wsl/lib",
+    "/usr/lib/aarch64-linux-gnu",
+  ];
+  if (dirs.some((d) => existsSync(`${d}/libcuda.so.1`))) return true;
+  try {
+    return /libcuda\.so\.1\b/.test(execaSync("ldconfig", ["-p"], { reject: false }).stdout ?? "");
+  } catch {
+    return false;
+  }
+}
+
+const WHAT_TO_DO = "use --device cpu";
+
+export function createCudaBackend(bound: StoredModel, opts: CudaBackendOptions): CudaBackend {
+  const avail = cudaAvailable();
+  if (!avail.ok) throw new QzoError(`cannot use the CUDA backend: ${avail.reason}; ${WHAT_TO_DO}`);
+  const m = bound.module;
+  const graphs = [opts.loss, ...(m.graphs.some((g) => g.name === "forward") && opts.loss !== "forward" ? ["forward"] : [])];
+  const gen = generateCuda(m, graphs, { unfused: Boolean(opts.unfused) });
+  const library = buildCudaLibrary(gen.source, opts.build ?? {});
+  const lib = openKernelLibrary(library.path);
+  if (lib.call("qzo_cuda_init", []) !== 0) {
+    const why = lib.lastError() ?? "the CUDA runtime did not initialize";
+    lib.close();
+    throw new QzoError(`cannot use the CUDA backend: ${why}; ${WHAT_TO_DO}`);
+  }
+  const trainables = trainableTensors(m);
+  const { slots, masters } = weightArrays(bound, gen.manifest, trainables);
+
+  const run = (g: CpuGraphManifest, inputs: Batch, out: Float32Array | Int32Array, p?: PerturbSpec) => {
+    const dims = bindDims(m, g, inputs);
+    const args: KernelArg[] = [
+      ...g.inputs.map((i) => {
+        const v = inputs[i.name];
+        if (!v) throw new QzoError(`${g.name}: missing input '${i.name}'`);
+        return v.data;
+      }),
+      out,
+      ...slots,
+      ...g.dims.map((d) => dims.get(d)!),
+      p?.seedLo ?? 0,
+      p?.seedHi ?? 0,
+      p?.sign ?? 0,
+      p?.eps ?? 0,
+      p?.epsMode === "relative" ? 1 : 0,
+      p?.dist === "rademacher" ? 1 : 0,
+      1,
+    ];
+    lib.run(`qzo_run_${g.name}`, args);
+  };
+  const graph = (name: string) => {
+    const g = gen.manifest.graphs.find((x) => x.name === name);
+    if (!g) throw new QzoError(`${m.source}: the compiled spec has no graph '${name}'`);
+    return g;
+  };
+  const lossGraph = graph(opts.loss);
+  const stats = new Float64Array(6);
+
+  return {
+    name: "cuda",
+    trainables,
+    library,
+    manifest: gen.manifest,
+    lib,
+    loss(batch, perturb) {
+      const out = new Float32Array(1);
+      run(lossGraph, batch, out, perturb);
+      return out[0]!;
+    },
+    forward(tokens, batch, seq) {
+      const vocab = m.config.find((c) => c.name === "vocab")?.value.value as number;
+      const out = new Float32Array(batch * seq * vocab);
+      run(graph("forward"), { tokens: { shape: [batch, seq], data: tokens } }, out);
+      return out;
+    },
+    run(name, inputs, out, perturb) {
+      run(graph(name), inputs, out, perturb);
+    },
+    update(u: UpdateSpec) {
+      lib.run("qzo_update", [...masters, u.seedLo, u.seedHi, u.d, u.lr, u.epsMode === "relative" ? 1 : 0, u.dist === "rademacher" ? 1 : 0, u.floor]);
+    },
+    values() {
+      return masters;
+    },
+    setValues(values) {
+      values.forEach((v, t) => {
+        if (v.length !== masters[t]!.length) throw new QzoError(`trainable tensor ${t}: ${v.length} values, expected ${masters[t]!.length}`);
+        masters[t]!.set(v);
+      });
+      lib.run("qzo_sync_masters", [...masters]);
+    },
+    memory(resetPeak = false) {
+      lib.run("qzo_cuda_stats", [stats, resetPeak ? 1 : 0]);
+      return { live: stats[0]!, peak: stats[1]!, weights: stats[2]!, deviceUsed: stats[3]!, deviceTotal: stats[4]! };
+    },
+    close() {
+      lib.call("qzo_release", []);
+      lib.close();
+    },
+  };
+}
+
+/**
+ * The host arrays of every weight slot (as the CPU backend passes them), checked against the
+ * byte sizes the library will copy, and the master copies (scale arrays of trainable tensors).
+ */
+function weightArrays(bound: StoredModel, man: CudaManifest, trainables: TrainableTensor[]): { slots: (Float32Array | Uint8Array)[]; masters: Float32Array[] } {
+  const m = bound.module;
+  const byKey = new Map<string, Float32Array | Uint8Array>();
+  const parts = new Map<string, ReturnType<typeof quantParts>>();
+  const slots = man.weights.map((s, i) => {
+    const key = `${s.param}#${s.layer ?? ""}`;
+    const w = bound.stored(s.param, s.layer);
+    let arr: Float32Array | Uint8Array;
+    if (s.part === "data") {
+      if (w.kind !== "float") throw new QzoError(`${m.name}: '${w.tensor}' is quantized, but the compiled spec expects floats for '${s.param}'`);
+      arr = w.data;
+    } else {
+      if (w.kind !== "quant") throw new QzoError(`${m.name}: '${w.tensor}' is not quantized, but the compiled spec expects '${s.param}' quantized`);
+      let q = parts.get(key);
+      if (!q) {
+        q = quantParts(m, s.param, w.packed);
+        parts.set(key, q);
+      }
+      const a = q[s.part as "codes" | "scales" | "mins" | "zeros"];
+      if (!a) throw new QzoError(`internal: no ${s.part} for ${s.name}`);
+      arr = a;
+    }
+    if (arr.byteLength !== man.weightBytes[i]) throw new QzoError(`${m.name}: weight slot ${s.name} holds ${arr.byteLength} bytes, the compiled spec expects ${man.weightBytes[i]}`);
+    byKey.set(`${key}.${s.part}`, arr);
+    return arr;
+  });
+  const masters = trainables.map((t) => {
+    const part = t.field === "scale" ? "scales" : t.field === "min" ? "mins" : "data";
+    const a = byKey.get(`${t.param}#${t.layer ?? ""}.${part}`);
+    if (!(a instanceof Float32Array)) throw new QzoError(`the CUDA backend cannot train ${t.param}${t.layer === undefined ? "" : `[${t.layer}]`}.${t.field}`);
+    return a;
+  });
+  return { slots, masters };
+}
+
+function quantParts(m: ModuleIR, param: string, packed: { format: { name: string }; storage: Record<string, Uint8Array>; rows: number; cols: number }) {
+  const p = m.params.find((x) => x.name === param)!;
+  const f = formatOf(m, p);
+  if (!f) throw new QzoError(`internal: '${param}' has no format`);
+  const raw = unpackRaw(packed as Parameters<typeof unpackRaw>[0]);
+  const codes = f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!;
+  const zeros = raw.zeros && f.zero ? Float32Array.from(raw.zeros, (z) => z + f.zero!.adjust) : undefined;
+  return { codes, scales: Float32Array.from(raw.scales), ...(raw.mins ? { mins: Float32Array.from(raw.mins) } : {}), ...(zeros ? { zeros } : {}) };
+}
+
+/** The graph's dimension values from its inputs' shapes (as the CPU backend). */
+function bindDims(m: ModuleIR, g: CpuGraphManifest, inputs: Batch): Map<string, number> {
+  const env = new Map<string, number>();
+  for (const c of m.config) if (c.value.type === "int") env.set(c.name, c.value.value);
+  const pending: { expr: string; size: number; input: string }[] = [];
+  for (const i of g.inputs) {
+    const v = inputs[i.name];
+    if (!v) throw new QzoError(`${g.name}: missing input '${i.name}'`);
+    if (v.shape.length !== i.shape.length) throw new QzoError(`${g.name}: input '${i.name}' has ${v.shape.length} dimensions, expected ${i.shape.length}`);
+    i.shape.forEach((d, k) => {
+      if (isPlainName(d) && !env.has(d)) env.set(d, v.shape[k]!);
+      else pending.push({ expr: d, size: v.shape[k]!, input: i.name });
+    });
+  }
+  for (const p of pending) {
+    const names = [...p.expr.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((x) => x[0]).filter((n) => !env.has(n));
+    if (names.length === 1) {
+      const v = solveDim(p.expr, names[0]!, p.size, env);
+      if (v === undefined) throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} is expected`);
+      env.set(names[0]!, v);
+    } else if (evalDim(p.expr, env) !== p.size) {
+      throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} = ${evalDim(p.expr, env)} is expected`);
+    }
+  }
+  return env;
+}

@@ -1,0 +1,163 @@
+/**
+ * The generated CUDA compiles, for every shipped spec and format (the overrides of
+ * cpu-vs-interpreter.test.ts): each variant to an sm_80 object (nvcc -c --keep), whose PTX must
+ * use the tensor cores (mma.sync m16n8k16) and cp.async; one spec as the full fat library
+ * (sm_80, sm_89, sm_90a, static CUDA runtime). Nothing here runs on a GPU: on a machine without
+ * one, the library must say so in one line, and createCudaBackend must fail with one line that
+ * says what to do. Skipped (with a message) where nvcc is missing.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkFile } from "../../src/compiler/check.js";
+import { buildCudaLibraryAsync, cudaErrorLine, nvccVersion } from "../../src/compiler/build/build-cuda.js";
+import type { BuiltLibrary } from "../../src/compiler/build/build-cpu.js";
+import { generateCuda } from "../../src/compiler/codegen/cuda.js";
+import { cudaAvailable, createCudaBackend } from "../../src/runtime/backends/cuda.js";
+import { openKernelLibrary } from "../../src/native/index.js";
+import { QzoError } from "../../src/util/errors.js";
+
+const root = new URL("../../", import.meta.url).pathname;
+
+let nvcc = "";
+try {
+  nvcc = nvccVersion();
+} catch (e) {
+  console.warn(`cuda-compile.test.ts skipped: ${(e as Error).message}`);
+}
+
+const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
+const cases: [string, string, Record<string, string | number>][] = [
+  ["llama q4_0", "models/llama.qzo", { ...SMALL, weight: "q4_0" }],
+  ["llama q8_0 with a Q4_0 embedding table", "models/llama.qzo", { ...SMALL, weight: "q8_0", embed: "q4_0" }],
+  ["llama q4_1 (min)", "models/llama.qzo", { ...SMALL, weight: "q4_1" }],
+  ["llama gptq_int4 (zero-points, separate tensors)", "models/llama.qzo", { ...SMALL, weight: "gptq_int4" }],
+  ["llama nf4 (lookup table)", "models/llama.qzo", { ...SMALL, weight: "nf4" }],
+  ["llama f16 fallback for ffn_down", "models/llama.qzo", { ...SMALL, hidden: 172, weight: "q4_0" }],
+  ["opt gptq_int4 (LayerNorm, biases, learned positions, ReLU)", "models/opt.qzo", { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 }],
+  ["fixture-only q5_sym", "test/fixtures/specs/tiny_q5.qzo", {}],
+];
+
+function source(spec: string, overrides: Record<string, string | number>, unfused = false) {
+  const r = checkFile(`${root}${spec}`, overrides);
+  expect(r.diagnostics.map((d) => d.message)).toEqual([]);
+  const m = r.modules[0]!;
+  const graphs = ["lm", ...(m.graphs.some((g) => g.name === "forward") ? ["forward"] : [])];
+  return { m, gen: generateCuda(m, graphs, { unfused }) };
+}
+
+/** Runs async jobs two at a time (2 cores). */
+async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[]> {
+  const out: T[] = new Array(jobs.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < jobs.length) {
+        const i = next++;
+        out[i] = await jobs[i]!();
+      }
+    }),
+  );
+  return out;
+}
+
+describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
+  const objects = new Map<string, BuiltLibrary | Error>();
+  let fat: BuiltLibrary | Error | undefined;
+  const seconds = new Map<string, number>();
+
+  beforeAll(async () => {
+    const jobs: (() => Promise<void>)[] = cases.map(([name, spec, over]) => async () => {
+      const t0 = Date.now();
+      try {
+        objects.set(name, await buildCudaLibraryAsync(source(spec, over).gen.source, { archs: ["80"], objectOnly: true, keep: true }));
+      } catch (e) {
+        objects.set(name, e as Error);
+      }
+      seconds.set(name, (Date.now() - t0) / 1000);
+    });
+    jobs.unshift(async () => {
+      const t0 = Date.now();
+      try {
+        fat = await buildCudaLibraryAsync(source("models/llama.qzo", { ...SMALL, weight: "q4_0" }).gen.source);
+      } catch (e) {
+        fat = e as Error;
+      }
+      seconds.set("fat library (sm_80, sm_89, sm_90a)", (Date.now() - t0) / 1000);
+    });
+    await pool(jobs);
+  }, 600_000);
+
+  afterAll(() => {
+    console.log(`nvcc: ${nvcc}\n${[...seconds].map(([n, s]) => `  ${s.toFixed(1)} s  ${n}`).join("\n")}`);
+  });
+
+  it.each(cases)("%s: sm_80 object, tensor cores in the PTX", (name) => {
+    const r = objects.get(name);
+    if (r instanceof Error) throw r;
+    expect(r).toBeDefined();
+    const dir = join(r!.path, "..");
+    const ptx = readdirSync(dir).filter((f) => f.endsWith(".ptx"));
+    expect(ptx.length).toBeGreaterThan(0);
+    const text = ptx.map((f) => readFileSync(join(dir, f), "utf8")).join("\n");
+    expect(text).toMatch(/mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32/);
+    expect(text).toMatch(/cp\.async\.cg\.shared\.global/);
+    // Every matmul kernel instance (tiles, small M, gated MLP, LM head + CE) was generated.
+    expect(text).toMatch(/mm_tile/);
+    expect(text).toMatch(/mm_small/);
+  });
+
+  it("the fat library (sm_80, sm_89, sm_90a, static runtime) builds and says in one line that there is no GPU here", () => {
+    if (fat instanceof Error) throw fat;
+    const lib = openKernelLibrary(fat!.path);
+    try {
+      const man = JSON.parse(lib.manifest());
+      expect(man.target).toBe("cuda");
+      for (const f of ["qzo_run_lm", "qzo_run_forward", "qzo_update", "qzo_cuda_status", "qzo_cuda_init", "qzo_sync_masters", "qzo_release", "qzo_time_lm"]) expect(lib.has(f), f).toBe(true);
+      if (!cudaAvailable().ok) {
+        expect(lib.call("qzo_cuda_init", [])).toBe(3);
+        expect(lib.lastError()).toMatch(/^no CUDA (driver \(libcuda\.so\.1\) found|device.*)$/);
+        // The kernel entries refuse cleanly too (no crash without a driver).
+        expect(lib.call("qzo_update", new Array(man.trainables.length).fill(new Float32Array(1)).concat([0, 0, 0, 0, 0, 0, 0]))).toBe(3);
+      }
+    } finally {
+      lib.close();
+    }
+  });
+
+  it("names the generated line of a compile error", () => {
+    const msg = cudaErrorLine("/tmp/x/kernels.cu(12): error: identifier \"foo\" is undefined\n", "/tmp/x/kernels.cu");
+    expect(msg).toBe('the generated CUDA did not compile: /tmp/x/kernels.cu:12: identifier "foo" is undefined');
+  });
+});
+
+describe("CUDA availability", () => {
+  it("createCudaBackend on a machine without a GPU fails with one line saying what to do", () => {
+    const avail = cudaAvailable();
+    if (avail.ok) return; // a GPU machine: bench/gpu-check.ts covers it
+    const r = checkFile(`${root}models/llama.qzo`, { ...SMALL, weight: "q4_0" });
+    const m = r.modules[0]!;
+    let err: unknown;
+    try {
+      createCudaBackend({ module: m, stored: () => { throw new Error("no weights needed"); } }, { loss: "lm" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(QzoError);
+    const msg = (err as Error).message;
+    expect(msg).not.toContain("\n");
+    expect(msg).toMatch(/^cannot use the CUDA backend: no CUDA (driver \(libcuda\.so\.1\) found|device .*); use --device cpu$/);
+  });
+
+  it("a missing nvcc is one QzoError line", () => {
+    const old = process.env["NVCC"];
+    process.env["NVCC"] = "/nonexistent/nvcc";
+    try {
+      expect(() => nvccVersion()).toThrow(QzoError);
+      expect(() => nvccVersion()).toThrow(/^no CUDA compiler found \(tried '\/nonexistent\/nvcc'\): .*$/);
+    } finally {
+      if (old === undefined) delete process.env["NVCC"];
+      else process.env["NVCC"] = old;
+    }
+  });
+});
