@@ -13,6 +13,11 @@ import { checkFile } from "../../src/compiler/check.js";
 import { buildCudaLibraryAsync, cudaErrorLine, nvccVersion } from "../../src/compiler/build/build-cuda.js";
 import type { BuiltLibrary } from "../../src/compiler/build/build-cpu.js";
 import { generateCuda } from "../../src/compiler/codegen/cuda.js";
+import { generateCpu } from "../../src/compiler/codegen/cpu.js";
+import { configInts, evalConcrete, formatOf } from "../../src/compiler/codegen/weights.js";
+import { kernelsOf } from "../../src/compiler/kernels/kernel-ir.js";
+import { unpackRaw } from "../../src/runtime/quant/codec.js";
+import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import { cudaAvailable, createCudaBackend } from "../../src/runtime/backends/cuda.js";
 import { openKernelLibrary } from "../../src/native/index.js";
 import { QzoError } from "../../src/util/errors.js";
@@ -128,6 +133,33 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
   it("names the generated line of a compile error", () => {
     const msg = cudaErrorLine("/tmp/x/kernels.cu(12): error: identifier \"foo\" is undefined\n", "/tmp/x/kernels.cu");
     expect(msg).toBe('the generated CUDA did not compile: /tmp/x/kernels.cu:12: identifier "foo" is undefined');
+  });
+});
+
+describe("generated CUDA, without nvcc", () => {
+  it.each(cases)("%s: the CPU generator's manifest and programs, slot sizes of the runtime's arrays, every kernel named", (_name, spec, over) => {
+    const { m, gen } = source(spec, over);
+    const graphs = gen.manifest.graphs.map((g) => g.name);
+    const cpu = generateCpu(m, graphs);
+    const { target, weightBytes, ...rest } = gen.manifest;
+    expect(target).toBe("cuda");
+    expect(rest).toEqual(cpu.manifest);
+    // The byte sizes the library copies are the sizes of the arrays the runtime passes (backends/cpu.ts weightArrays).
+    const ints = configInts(m);
+    gen.manifest.weights.forEach((s, i) => {
+      const p = m.params.find((x) => x.name === s.param)!;
+      const shape = p.type.shape.map((d) => evalConcrete(d, ints));
+      const f = formatOf(m, p);
+      if (!f) return expect(weightBytes[i]).toBe(4 * shape.reduce((a, b) => a * b, 1));
+      const packed = quantizeRTN(f, shape[0]!, shape[1]!, new Float32Array(shape[0]! * shape[1]!).fill(0.01));
+      const raw = unpackRaw(packed);
+      const want =
+        s.part === "codes"
+          ? (f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!).byteLength
+          : 4 * raw.scales.length;
+      expect(weightBytes[i], s.name).toBe(want);
+    });
+    for (const p of gen.programs) for (const k of kernelsOf(p.steps)) for (const f of k.from) expect(gen.source).toContain(f.replace(/"/g, "'"));
   });
 });
 

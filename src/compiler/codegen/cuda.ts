@@ -312,6 +312,9 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
   const outBuf = p.buffers[p.output]!;
   const io = [...inputs, outBuf].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index, name: b.name, elems: elems(b), ws: nPlanned + index, input: index < inputs.length }));
   const body = steps(p.steps, "  ");
+  // The output's size from the scalars alone (outside graph_<name>, where no dim_* variables exist).
+  const freeIndex = new Map(free.map((n, i) => [n, i] as const));
+  const dimHost = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : freeIndex.has(n) ? `((int64_t)sc[${freeIndex.get(n)}])` : `dim_${n}`));
   const view = {
     graph: p.graph,
     role: p.role,
@@ -330,6 +333,8 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     outVar: bufVar(outBuf.id),
     outCtype: ctype(outBuf),
     outElems: elems(outBuf),
+    outElemsHost: outBuf.shape.length ? outBuf.shape.map((d) => `(${dimHost(d)})`).join(" * ") : "1",
+    outWs: nPlanned + nIO - 1,
     body,
   };
   return { view };

@@ -1,0 +1,362 @@
+/**
+ * GPU check, part 1 (runs where Node and nvcc are: this machine, or the GPU machine if it has Node).
+ * bench/gpu-check.sh runs it, then bench/gpu-check.py on the GPU. Node is not part of the GPU
+ * machines' image, so everything that needs the compiler or the CPU backend happens here and is
+ * written to a bundle directory (default .qzo-cache/gpu-bundle, carried to the GPU machine):
+ *
+ *   correctness/<case>/  lib.so (CUDA, fat or --archs), manifest.json, weights.bin (every weight
+ *                        slot's host array, back to back), and cases.json: for each (B, T) and each
+ *                        perturbation, the inputs (tokens, mask) and the CPU backend's outputs
+ *                        (logits, loss, the masters after one update with each z distribution).
+ *                        (B, T) = (1, 8): M = 8, the small-M path; (2, 24): M = 48, partial tiles;
+ *                        (4, 64): M = 256, full tiles. The CPU backend is the reference (it agrees
+ *                        with the float64-reduction interpreter to 1e-5, test/backends/cpu-vs-interpreter).
+ *   training/            stories260K Q4_0 (if the GGUF file is there): lib.so, weights.bin, the batches
+ *                        and seeds of N QZO steps and the CPU trajectory (L+, L-, d, eval loss).
+ *   matmul/<fmt>-<N>x<K>-{fused,unfused}/  a one-linear spec at Llama-2-7B shapes (weights are drawn
+ *                        on the GPU machine from the manifest: random codes, random scales).
+ *   step7b/              Llama-2-7B-shaped gptq_int4 library (weights drawn on the GPU machine).
+ *
+ * Usage: node dist/bench/gpu-check.js [--bundle DIR] [--archs 90a (default; add 80,89 for other GPUs)] [--quick] [--skip-train]
+ * With no GPU here, this is the dry run of everything but the GPU parts (which it lists).
+ */
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { checkFile } from "../src/compiler/check.js";
+import { packageRoot } from "../src/util/package-root.js";
+import type { ModuleIR } from "../src/compiler/ir/ir.js";
+import { buildCudaLibraryAsync, nvccVersion } from "../src/compiler/build/build-cuda.js";
+import { generateCuda } from "../src/compiler/codegen/cuda.js";
+import { configInts, evalConcrete, formatOf, paramLayers } from "../src/compiler/codegen/weights.js";
+import { kernelsOf } from "../src/compiler/kernels/kernel-ir.js";
+import { createCpuBackend, type StoredModel } from "../src/runtime/backends/cpu.js";
+import { cudaAvailable } from "../src/runtime/backends/cuda.js";
+import type { StoredWeight } from "../src/runtime/load/bind.js";
+import { bindModel } from "../src/runtime/load/bind.js";
+import { modelTokenizer } from "../src/runtime/load/tokenizer.js";
+import { batchOrder, datasetSize, loadDataset, makeBatch } from "../src/runtime/data/dataset.js";
+import { quantizeRTN } from "../src/runtime/quant/quantize.js";
+import { unpackRaw } from "../src/runtime/quant/codec.js";
+import { projectedGradient } from "../src/runtime/interpret/update.js";
+import { stepSeedPair } from "../src/runtime/rng/direction.js";
+import type { Batch, PerturbSpec } from "../src/runtime/train/backend.js";
+
+const repo = packageRoot();
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] ? args[i + 1]! : dflt;
+};
+const bundle = opt("--bundle", join(repo, ".qzo-cache", "gpu-bundle"));
+const archs = opt("--archs", "90a").split(",");
+const quick = args.includes("--quick");
+const skipTrain = args.includes("--skip-train");
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random weights (fresh per seed), quantized by RTN: as test/backends/cpu-vs-interpreter.test.ts. */
+function randomModel(m: ModuleIR, seed: number): StoredModel {
+  const r = rng(seed);
+  const ints = configInts(m);
+  const stored = new Map<string, StoredWeight>();
+  for (const p of m.params) {
+    const shape = p.type.shape.map((d) => evalConcrete(d, ints));
+    const n = shape.reduce((a, b) => a * b, 1);
+    for (const layer of paramLayers(p, ints)) {
+      const norm = shape.length === 1 && /norm|ln|_w$/.test(p.name);
+      const w = Float32Array.from({ length: n }, () => (norm ? 1 + 0.1 * (r() - 0.5) : 0.2 * (r() - 0.5)));
+      const f = formatOf(m, p);
+      const key = `${p.name}#${layer ?? ""}`;
+      stored.set(key, f ? { kind: "quant", packed: quantizeRTN(f, shape[0]!, shape[1]!, w), tensor: key } : { kind: "float", shape, data: w, tensor: key });
+    }
+  }
+  return { module: m, stored: (param, layer) => stored.get(`${param}#${layer ?? ""}`)! };
+}
+
+function lmBatch(seed: number, B: number, T: number, vocab: number): Batch {
+  const r = rng(seed);
+  const tokens = Int32Array.from({ length: B * T }, () => Math.floor(r() * vocab));
+  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T === 0 || r() < 0.2 ? 0 : 1));
+  return { tokens: { shape: [B, T], data: tokens }, mask: { shape: [B, T], data: mask } };
+}
+
+const b64 = (a: Float32Array | Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+
+const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
+const CASES: [string, string, Record<string, string | number>, boolean?][] = [
+  ["llama-q4_0", "models/llama.qzo", { ...SMALL, weight: "q4_0" }],
+  // Unfused programs: plain matmul + unary silu + binary mul + next_token_ce, and the dequantize-then-multiply path.
+  ["llama-q4_0-unfused", "models/llama.qzo", { ...SMALL, weight: "q4_0" }, true],
+  ["llama-q8_0-embq4_0", "models/llama.qzo", { ...SMALL, weight: "q8_0", embed: "q4_0" }],
+  ["llama-q4_1", "models/llama.qzo", { ...SMALL, weight: "q4_1" }],
+  ["llama-gptq_int4", "models/llama.qzo", { ...SMALL, weight: "gptq_int4" }],
+  ["llama-nf4", "models/llama.qzo", { ...SMALL, weight: "nf4" }],
+  ["llama-f16-fallback", "models/llama.qzo", { ...SMALL, hidden: 172, weight: "q4_0" }],
+  ["opt-gptq_int4", "models/opt.qzo", { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 }],
+  ["tiny_q5", "test/fixtures/specs/tiny_q5.qzo", {}],
+];
+const SHAPES: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
+const MM_FORMATS = ["q4_0", "gptq_int4"];
+
+interface Job {
+  what: string;
+  run: () => Promise<void>;
+}
+
+async function pool(jobs: Job[], width: number): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < jobs.length) {
+        const j = jobs[next++]!;
+        const t0 = Date.now();
+        await j.run();
+        console.log(`  built ${j.what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      }
+    }),
+  );
+}
+
+function check(spec: string, over: Record<string, string | number>): ModuleIR {
+  const r = checkFile(spec.startsWith("/") ? spec : join(repo, spec), over);
+  if (r.diagnostics.length) throw new Error(`${spec}: ${r.diagnostics.map((d) => d.message).join("; ")}`);
+  return r.modules[0]!;
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const gpu = cudaAvailable();
+  let nvcc = "";
+  try {
+    nvcc = nvccVersion();
+  } catch (e) {
+    console.log(`gpu-check: ${(e as Error).message}`);
+  }
+  console.log(`gpu-check prepare: bundle ${bundle}; archs ${archs.join(",")}; nvcc: ${nvcc || "MISSING"}; GPU here: ${gpu.ok ? "yes" : `no (${gpu.reason})`}`);
+  mkdirSync(bundle, { recursive: true });
+  const jobs: Job[] = [];
+  const index: Record<string, unknown> = { created: new Date().toISOString(), archs, nvcc, correctness: [], training: null, matmul: [], step7b: null };
+
+  // 1. Correctness cases: CPU references computed here; libraries built here.
+  for (const [name, spec, over, unfused] of CASES) {
+    const dir = join(bundle, "correctness", name);
+    mkdirSync(dir, { recursive: true });
+    const m = check(spec, over);
+    const graphs = ["lm", ...(m.graphs.some((g) => g.name === "forward") ? ["forward"] : [])];
+    const gen = generateCuda(m, graphs, { unfused: Boolean(unfused) });
+    const model = randomModel(m, 7 + CASES.findIndex((c) => c[0] === name));
+    const cpu = createCpuBackend(model, { loss: "lm", threads: 2, unfused: Boolean(unfused) });
+    const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
+    const runs: unknown[] = [];
+    const perturbs: (PerturbSpec | null)[] = [
+      null,
+      { seedLo: 0x1234, seedHi: 0x9abc, sign: 1, eps: 1e-2, epsMode: "relative", dist: "gaussian" },
+      { seedLo: 0x1234, seedHi: 0x9abc, sign: -1, eps: 1e-3, epsMode: "absolute", dist: "rademacher" },
+    ];
+    for (const [B, T] of quick ? [[1, 8], [4, 64]] : [[1, 8], [2, 24], [4, 64]]) {
+      const batch = lmBatch(1000 + B * 100 + T, B!, T!, vocab);
+      const logits = cpu.forward(batch["tokens"]!.data as Int32Array, B!, T!);
+      runs.push({
+        B, T,
+        tokens: b64(batch["tokens"]!.data as Int32Array),
+        mask: b64(batch["mask"]!.data as Float32Array),
+        logits: b64(logits),
+        losses: perturbs.map((p) => ({ perturb: p, loss: p ? cpu.loss(batch, p) : cpu.loss(batch) })),
+      });
+    }
+    // The weight arrays (before any update), then the masters after one update of each kind.
+    const man = gen.manifest;
+    const weights = man.weights.map((s) => hostArray(model, m, s.param, s.layer, s.part));
+    writeFileSync(join(dir, "weights.bin"), Buffer.concat(weights.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
+    const updates = [
+      { seedLo: 5, seedHi: 6, d: -0.7, lr: 1e-2, epsMode: "relative" as const, dist: "gaussian" as const, floor: 1e-7 },
+      { seedLo: 9, seedHi: 1, d: 0.3, lr: 1e-3, epsMode: "absolute" as const, dist: "rademacher" as const, floor: 1e-7 },
+    ];
+    const before = cpu.values().map((v) => Float32Array.from(v));
+    const after = updates.map((u) => {
+      cpu.setValues(before);
+      cpu.update(u);
+      return cpu.values().map((v) => b64(Float32Array.from(v)));
+    });
+    cpu.setValues(before);
+    copyFileSync(cpu.library.path, join(dir, "cpu.so")); // for gpu-check.py --selftest-cpu (the Python plumbing, no GPU)
+    cpu.close();
+    const kernels = [...new Set(gen.programs.flatMap((p) => kernelsOf(p.steps).map((k) => k.op)))];
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(man));
+    writeFileSync(join(dir, "cases.json"), JSON.stringify({ name, spec, overrides: over, kernels, runs, updates: updates.map((u, i) => ({ ...u, masters: after[i] })) }));
+    (index["correctness"] as unknown[]).push({ name, dir: `correctness/${name}`, kernels });
+    if (nvcc) jobs.push({ what: `correctness/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs }), dir) });
+    console.log(`  correctness/${name}: CPU references written (kernels: ${kernels.join(", ")})`);
+  }
+
+  // 2. Training: stories260K Q4_0, CPU trajectory here.
+  const gguf = [join(repo, "shared/models/gguf/stories260K-q4_0.gguf"), "/work/shared/models/gguf/stories260K-q4_0.gguf"].find((p) => existsSync(p));
+  if (skipTrain || !gguf) {
+    console.log(`  training: skipped (${skipTrain ? "--skip-train" : "stories260K-q4_0.gguf not found"})`);
+  } else {
+    const dir = join(bundle, "training");
+    mkdirSync(dir, { recursive: true });
+    const bound = bindModel(gguf);
+    const m = bound.module;
+    const gen = generateCuda(m, ["lm"]);
+    const cpu = createCpuBackend(bound, { loss: "lm", threads: 2 });
+    const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
+    const steps = quick ? 10 : 40;
+    const B = 16, T = 128;
+    const hyper = { eps: 1e-2, epsMode: "relative" as const, lr: 1e-3, clip: 100, dist: "gaussian" as const, floor: 1e-7, runSeed: 42n };
+    // Text: the self-generated TinyStories of data/stories260K-self when present, else random tokens.
+    const text = join(repo, "data", "stories260K-self");
+    const useText = existsSync(join(text, "train.txt")) && existsSync(join(text, "eval.txt"));
+    const tok = useText ? modelTokenizer(bound.checkpoint) : undefined;
+    const trainDs = tok ? loadDataset(join(text, "train.txt"), tok, T) : undefined;
+    const evalDs = tok ? loadDataset(join(text, "eval.txt"), tok, T) : undefined;
+    const batchAt = (s: number): Batch =>
+      trainDs ? makeBatch(trainDs, batchOrder(datasetSize(trainDs), B, hyper.runSeed, s)) : lmBatch(500 + s, B, T, vocab);
+    const evalBatch = evalDs ? makeBatch(evalDs, Array.from({ length: Math.min(B, datasetSize(evalDs)) }, (_, i) => i)) : lmBatch(99, B, T, vocab);
+    if (evalBatch["tokens"]!.shape[0] !== B || evalBatch["tokens"]!.shape[1] !== T) throw new Error(`training: eval batch of shape ${evalBatch["tokens"]!.shape}, expected [${B}, ${T}]`);
+    const trajectory: unknown[] = [];
+    const batches: string[] = [];
+    const man = gen.manifest;
+    writeFileSync(join(dir, "weights.bin"), Buffer.concat(man.weights.map((s) => {
+      const a = hostArray(bound, m, s.param, s.layer, s.part);
+      return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    })));
+    for (let s = 0; s < steps; s++) {
+      const batch = batchAt(s);
+      if (batch["tokens"]!.shape[0] !== B || batch["tokens"]!.shape[1] !== T) throw new Error(`training: batch of shape ${batch["tokens"]!.shape}, expected [${B}, ${T}]`);
+      batches.push(b64(batch["tokens"]!.data as Int32Array) + "|" + b64(batch["mask"]!.data as Float32Array));
+      const [seedLo, seedHi] = stepSeedPairNum(hyper.runSeed, s);
+      const p = { seedLo, seedHi, eps: hyper.eps, epsMode: hyper.epsMode, dist: hyper.dist };
+      const lp = cpu.loss(batch, { ...p, sign: 1 });
+      const lm = cpu.loss(batch, { ...p, sign: -1 });
+      const g = projectedGradient(lp, lm, hyper.eps, hyper.clip);
+      cpu.update({ seedLo, seedHi, d: g.clipped, lr: hyper.lr, epsMode: hyper.epsMode, dist: hyper.dist, floor: hyper.floor });
+      trajectory.push({ step: s, seedLo, seedHi, loss_plus: lp, loss_minus: lm, d: g.clipped, eval_loss: cpu.loss(evalBatch) });
+    }
+    // The CPU library (for --selftest-cpu) starts from the original scales: rebuild it unchanged.
+    const cpu0 = createCpuBackend(bindModel(gguf), { loss: "lm", threads: 2 });
+    copyFileSync(cpu0.library.path, join(dir, "cpu.so"));
+    cpu0.close();
+    cpu.close();
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(man));
+    writeFileSync(join(dir, "train.json"), JSON.stringify({ model: gguf, data: useText ? "data/stories260K-self" : "random tokens", B, T, hyper: { ...hyper, runSeed: String(hyper.runSeed) }, eval: { tokens: b64(evalBatch["tokens"]!.data as Int32Array), mask: b64(evalBatch["mask"]!.data as Float32Array) }, batches, trajectory }));
+    index["training"] = { dir: "training", steps };
+    if (nvcc) jobs.push({ what: "training", run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs }), dir) });
+    console.log(`  training: CPU trajectory of ${steps} steps written (first eval ${(trajectory[0] as { eval_loss: number }).eval_loss.toFixed(4)}, last ${(trajectory[steps - 1] as { eval_loss: number }).eval_loss.toFixed(4)})`);
+  }
+
+  // 3. The fused dequant-perturb-matmul at Llama-2-7B shapes (and the unfused baseline).
+  const tmpSpecDir = join(repo, ".qzo-cache", "gpu-specs");
+  mkdirSync(tmpSpecDir, { recursive: true });
+  const timeArch = archs.filter((a) => a !== "80").slice(0, 1);
+  for (const fmt of MM_FORMATS) {
+    for (const [N, K] of quick ? SHAPES.slice(0, 1) : SHAPES) {
+      const specPath = join(tmpSpecDir, `mm_${fmt}_${N}x${K}.qzo`);
+      writeFileSync(specPath, linearSpec(fmt, N, K));
+      const m = check(specPath, {});
+      for (const unfused of [false, true]) {
+        const name = `${fmt}-${N}x${K}-${unfused ? "unfused" : "fused"}`;
+        const dir = join(bundle, "matmul", name);
+        mkdirSync(dir, { recursive: true });
+        const gen = generateCuda(m, ["lin"], { unfused });
+        writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
+        (index["matmul"] as unknown[]).push({ name, dir: `matmul/${name}`, fmt, N, K, unfused });
+        if (nvcc) jobs.push({ what: `matmul/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs }), dir) });
+      }
+    }
+  }
+
+  // 4. A Llama-2-7B-shaped gptq_int4 model (random weights drawn on the GPU machine).
+  {
+    const dir = join(bundle, "step7b");
+    mkdirSync(dir, { recursive: true });
+    const m = check("models/llama.qzo", { weight: "gptq_int4", embed: "f32" });
+    const gen = generateCuda(m, ["lm"]);
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
+    index["step7b"] = { dir: "step7b", B: 16, T: 256 };
+    if (nvcc) jobs.push({ what: "step7b", run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs }), dir) });
+  }
+
+  writeFileSync(join(bundle, "index.json"), JSON.stringify(index, null, 1));
+  if (nvcc) {
+    console.log(`building ${jobs.length} CUDA libraries (${archs.join(",")}; timing libraries ${timeArch.join(",") || archs.join(",")})...`);
+    await pool(jobs, Math.max(1, Number(process.env["QZO_NVCC_JOBS"] ?? 2)));
+  } else {
+    console.log("SKIPPED: building the CUDA libraries (no nvcc)");
+  }
+  console.log(`gpu-check prepare done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  if (!gpu.ok) {
+    console.log(`no GPU here (${gpu.reason}): SKIPPED the GPU parts (bench/gpu-check.py): kernel checks against the CPU references, the GPU-vs-CPU training trajectory, the matmul timings and roofline, the 7B step time and peak memory`);
+  }
+}
+
+function stepSeedPairNum(runSeed: bigint, step: number): [number, number] {
+  const r = stepSeedPair(runSeed, step);
+  return [r.lo, r.hi];
+}
+
+/** One weight slot's host array, as backends/cpu.ts passes it. */
+function hostArray(model: StoredModel, m: ModuleIR, param: string, layer: number | undefined, part: string): Float32Array | Uint8Array {
+  const w = model.stored(param, layer);
+  if (part === "data") {
+    if (w.kind !== "float") throw new Error(`${param}: expected float data`);
+    return w.data;
+  }
+  if (w.kind !== "quant") throw new Error(`${param}: expected a quantized tensor`);
+  const p = m.params.find((x) => x.name === param)!;
+  const f = formatOf(m, p)!;
+  if (part === "codes") return f.layout.kind === "record" ? w.packed.storage["blocks"]! : w.packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!;
+  const raw = unpackRawCached(w.packed);
+  if (part === "scales") return Float32Array.from(raw.scales);
+  if (part === "mins") return Float32Array.from(raw.mins!);
+  return Float32Array.from(raw.zeros!, (z: number) => z + f.zero!.adjust);
+}
+
+const rawCache = new WeakMap<object, ReturnType<typeof unpackRaw>>();
+function unpackRawCached(p: Parameters<typeof unpackRaw>[0]) {
+  let r = rawCache.get(p);
+  if (!r) {
+    r = unpackRaw(p);
+    rawCache.set(p, r);
+  }
+  return r;
+}
+
+async function copyLib(lib: { path: string }, dir: string): Promise<void> {
+  copyFileSync(lib.path, join(dir, "lib.so"));
+}
+
+/** A one-linear model at a given shape and format (the timing subject). */
+function linearSpec(fmt: string, N: number, K: number): string {
+  const file = fmt.startsWith("gptq") ? "gptq" : "gguf";
+  return `# Generated by bench/gpu-check.ts: one ${fmt} linear of shape [${N}, ${K}].
+import "${join(repo, "models", "formats", `${file}.qzo`)}"
+
+model mm_${fmt}_${N}x${K} {
+  config {
+    n: int = ${N}
+    k: int = ${K}
+    weight: format = ${fmt}
+  }
+  param w: weight[n, k] { gguf "w.weight" }
+  graph lin(x: f32[M, k]) -> f32[M, n] {
+    return linear(x, w)
+  }
+}
+`;
+}
+
+main().catch((e) => {
+  console.error(`gpu-check prepare failed: ${(e as Error).message}`);
+  process.exit(1);
+});
