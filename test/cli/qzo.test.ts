@@ -10,6 +10,7 @@ import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { generate } from "../../src/runtime/infer/generate.js";
 import { lmLoss, perplexity } from "../../src/runtime/infer/perplexity.js";
+import { cudaAvailable } from "../../src/runtime/backends/cuda.js";
 import { bindModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 
@@ -147,6 +148,12 @@ describe("bad model files and flags: one line, no stack trace", () => {
     const r = await qzo("generate", "--model", STORIES, "-n", "many");
     expect(r.exitCode).toBe(2);
     oneLine(r);
+  });
+
+  it.skipIf(cudaAvailable().ok)("--device cuda without a GPU says what was found and what to do", async () => {
+    const r = await qzo("generate", "--model", join(S, "gguf", "stories260K-q4_0.gguf"), "-n", "2", "--device", "cuda");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim()).toBe(`qzo: cannot use the CUDA backend: ${cudaAvailable().reason}; use --device cpu`);
   });
 
   it("a missing model path", async () => {

@@ -1,8 +1,10 @@
 /**
- * `--device`: which backend runs a model. `cpu` is the generated C++ (needs a
- * C++ compiler and the native addon, both installed by `npm ci`), `interp` the
- * reference interpreter (slow, needs nothing), `auto` the CPU kernels when
- * they can be built and loaded, else the interpreter (with a note on stderr).
+ * `--device`: which backend runs a model. `cuda` is the generated CUDA (needs
+ * nvcc to build and an NVIDIA GPU and driver to run), `cpu` the generated C++
+ * (needs a C++ compiler and the native addon, both installed by `npm ci`),
+ * `interp` the reference interpreter (slow, needs nothing). `auto` takes the
+ * GPU when there is one, else the CPU kernels when they can be built, else the
+ * interpreter (with a note on stderr).
  */
 import { nativeAddonBuilt } from "../../native/index.js";
 import { QzoError } from "../../util/errors.js";
@@ -11,18 +13,23 @@ import { createInterpreterBackend } from "../train/interp-backend.js";
 import { interpreterForward, type Forward } from "../infer/generate.js";
 import type { Backend } from "../train/backend.js";
 import { createCpuBackend } from "./cpu.js";
+import { createCudaBackend, cudaAvailable } from "./cuda.js";
 
-export type Device = "auto" | "cpu" | "interp";
-export const DEVICES: readonly Device[] = ["auto", "cpu", "interp"];
+export type Device = "auto" | "cuda" | "cpu" | "interp";
+export const DEVICES: readonly Device[] = ["auto", "cuda", "cpu", "interp"];
 
 export interface Selected {
   backend: Backend;
   /** The forward graph as a function, for generation. */
   forward: Forward;
-  device: "cpu" | "interp";
+  device: "cuda" | "cpu" | "interp";
 }
 
 export function selectBackend(bound: BoundModel, loss: string, device: Device): Selected {
+  if (device === "cuda" || (device === "auto" && cudaAvailable().ok)) {
+    const gpu = createCudaBackend(bound, { loss });
+    return { backend: gpu, forward: (t, b, s) => gpu.forward(t, b, s), device: "cuda" };
+  }
   if (device === "cpu" || device === "auto") {
     try {
       if (!nativeAddonBuilt()) throw new QzoError("the native addon is not built (run npm ci or npm run build:native)");
