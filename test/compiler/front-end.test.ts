@@ -128,7 +128,7 @@ describe("models/llama.qzo lowered to IR", () => {
     expect(m.train.trainable.map((t) => `${t.param}.${t.field}`)).toEqual([
       "wq.scale", "wk.scale", "wv.scale", "wo.scale", "w1.scale", "w3.scale", "output.scale",
     ]);
-    expect(m.train).toMatchObject({ eps: 1e-2, epsMode: "relative", lr: 1e-3, clip: 100, batch: 16 });
+    expect(m.train).toMatchObject({ eps: 1e-2, epsMode: "relative", lr: 2e-3, schedule: "linear", clip: 100, batch: 16, steps: 2500 });
   });
 
   it("serializes to JSON and back without loss", () => {
