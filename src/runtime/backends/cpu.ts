@@ -7,17 +7,15 @@
  * in place.
  */
 import { availableParallelism } from "node:os";
-import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { buildCpuLibrary, type BuiltLibrary } from "../../compiler/build/build-cpu.js";
 import { generateCpu, type CpuGraphManifest, type CpuManifest } from "../../compiler/codegen/cpu.js";
-import { formatOf } from "../../compiler/codegen/weights.js";
 import { openKernelLibrary, type KernelArg } from "../../native/index.js";
 import { QzoError } from "../../util/errors.js";
-import { trainableTensors, type TrainableTensor } from "../interpret/interpreter.js";
-import { evalDim, isPlainName, solveDim } from "../interpret/dims.js";
-import type { BoundModel } from "../load/bind.js";
-import { unpackRaw } from "../quant/codec.js";
+import { trainableTensors } from "../interpret/interpreter.js";
 import type { Backend, Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
+import { bindDims, weightArrays, type StoredModel } from "./weight-slots.js";
+
+export type { StoredModel };
 
 export interface CpuBackendOptions {
   /** The loss graph to train with (e.g. "lm"). */
@@ -35,9 +33,6 @@ export interface CpuBackend extends Backend {
   close(): void;
 }
 
-/** What the CPU backend needs of a model: its checked module and its stored weights. */
-export type StoredModel = Pick<BoundModel, "module" | "stored">;
-
 export function createCpuBackend(bound: StoredModel, opts: CpuBackendOptions): CpuBackend {
   const m = bound.module;
   const graphs = [opts.loss, ...(m.graphs.some((g) => g.name === "forward") && opts.loss !== "forward" ? ["forward"] : [])];
@@ -45,7 +40,7 @@ export function createCpuBackend(bound: StoredModel, opts: CpuBackendOptions): C
   const library = buildCpuLibrary(gen.source);
   const lib = openKernelLibrary(library.path);
   const trainables = trainableTensors(m);
-  const { slots, masters } = weightArrays(bound, gen.manifest, trainables);
+  const { slots, masters } = weightArrays(bound, gen.manifest.weights, trainables, "CPU");
   const threads = opts.threads ?? Number(process.env["QZO_THREADS"] ?? 0);
   const nThreads = threads > 0 ? threads : availableParallelism();
 
@@ -107,73 +102,4 @@ export function createCpuBackend(bound: StoredModel, opts: CpuBackendOptions): C
       lib.close();
     },
   };
-}
-
-/** The arrays of every weight slot, and the master copies (the scale arrays of trainable tensors). */
-function weightArrays(bound: StoredModel, man: CpuManifest, trainables: TrainableTensor[]): { slots: (Float32Array | Uint8Array)[]; masters: Float32Array[] } {
-  const m = bound.module;
-  const byKey = new Map<string, Float32Array | Uint8Array>();
-  const parts = new Map<string, ReturnType<typeof quantParts>>();
-  const slots = man.weights.map((s) => {
-    const key = `${s.param}#${s.layer ?? ""}`;
-    const w = bound.stored(s.param, s.layer);
-    if (s.part === "data") {
-      if (w.kind !== "float") throw new QzoError(`${bound.module.name}: '${w.tensor}' is quantized, but the compiled spec expects floats for '${s.param}'`);
-      return w.data;
-    }
-    if (w.kind !== "quant") throw new QzoError(`${bound.module.name}: '${w.tensor}' is not quantized, but the compiled spec expects '${s.param}' quantized`);
-    let q = parts.get(key);
-    if (!q) {
-      q = quantParts(m, s.param, w.packed);
-      parts.set(key, q);
-    }
-    const arr = q[s.part as "codes" | "scales" | "mins" | "zeros"];
-    if (!arr) throw new QzoError(`internal: no ${s.part} for ${s.name}`);
-    byKey.set(`${key}.${s.part}`, arr);
-    return arr;
-  });
-  const masters = trainables.map((t) => {
-    const part = t.field === "scale" ? "scales" : t.field === "min" ? "mins" : "data";
-    const a = byKey.get(`${t.param}#${t.layer ?? ""}.${part}`);
-    if (!(a instanceof Float32Array)) throw new QzoError(`the CPU backend cannot train ${t.param}${t.layer === undefined ? "" : `[${t.layer}]`}.${t.field}`);
-    return a;
-  });
-  return { slots, masters };
-}
-
-function quantParts(m: ModuleIR, param: string, packed: { format: { name: string; zero?: { adjust: number }; layout: { kind: string; fields: { field: string; tensor?: string }[] } }; storage: Record<string, Uint8Array>; rows: number; cols: number }) {
-  const p = m.params.find((x) => x.name === param)!;
-  const f = formatOf(m, p);
-  if (!f) throw new QzoError(`internal: '${param}' has no format`);
-  const raw = unpackRaw(packed as Parameters<typeof unpackRaw>[0]);
-  const codes = f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!;
-  const zeros = raw.zeros && f.zero ? Float32Array.from(raw.zeros, (z) => z + f.zero!.adjust) : undefined;
-  return { codes, scales: Float32Array.from(raw.scales), ...(raw.mins ? { mins: Float32Array.from(raw.mins) } : {}), ...(zeros ? { zeros } : {}) };
-}
-
-/** The graph's dimension values from its inputs' shapes (plain names first, then composite ones). */
-function bindDims(m: ModuleIR, g: CpuGraphManifest, inputs: Batch): Map<string, number> {
-  const env = new Map<string, number>();
-  for (const c of m.config) if (c.value.type === "int") env.set(c.name, c.value.value);
-  const pending: { expr: string; size: number; input: string }[] = [];
-  for (const i of g.inputs) {
-    const v = inputs[i.name];
-    if (!v) throw new QzoError(`${g.name}: missing input '${i.name}'`);
-    if (v.shape.length !== i.shape.length) throw new QzoError(`${g.name}: input '${i.name}' has ${v.shape.length} dimensions, expected ${i.shape.length}`);
-    i.shape.forEach((d, k) => {
-      if (isPlainName(d) && !env.has(d)) env.set(d, v.shape[k]!);
-      else pending.push({ expr: d, size: v.shape[k]!, input: i.name });
-    });
-  }
-  for (const p of pending) {
-    const names = [...p.expr.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((x) => x[0]).filter((n) => !env.has(n));
-    if (names.length === 1) {
-      const v = solveDim(p.expr, names[0]!, p.size, env);
-      if (v === undefined) throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} is expected`);
-      env.set(names[0]!, v);
-    } else if (evalDim(p.expr, env) !== p.size) {
-      throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} = ${evalDim(p.expr, env)} is expected`);
-    }
-  }
-  return env;
 }
