@@ -10,9 +10,9 @@
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { QzoError } from "../util/errors.js";
+import { packageRoot } from "../util/package-root.js";
 
 export type TypedArray =
   | Int8Array
@@ -72,27 +72,16 @@ interface NativeAddon {
 export const ADDON_FILE = "qzo_native.node";
 const NOT_BUILT = "qzo: the native addon is not built (run npm ci or npm run build:native)";
 
-/** The nearest directory at or above `from` that holds a package.json. */
-export function findPackageRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = from;
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new QzoError(`qzo: no package.json above ${from}`);
-    dir = up;
-  }
-}
-
 /** Where the addon is (or would be) built: <package root>/build/Release/qzo_native.node. */
-export function nativeAddonPath(packageRoot: string = findPackageRoot()): string {
-  return join(packageRoot, "build", "Release", ADDON_FILE);
+export function nativeAddonPath(root: string = packageRoot()): string {
+  return join(root, "build", "Release", ADDON_FILE);
 }
 
 const loaded = new Map<string, NativeAddon>();
 
 /** Loads the addon once per path; a QzoError when it is not built or cannot load. */
-export function loadNativeAddon(packageRoot?: string): NativeAddon {
-  const file = nativeAddonPath(packageRoot);
+export function loadNativeAddon(root?: string): NativeAddon {
+  const file = nativeAddonPath(root);
   const cached = loaded.get(file);
   if (cached) return cached;
   if (!existsSync(file)) throw new QzoError(NOT_BUILT);
@@ -107,8 +96,8 @@ export function loadNativeAddon(packageRoot?: string): NativeAddon {
 }
 
 /** Whether the addon is built (without loading it). */
-export function nativeAddonBuilt(packageRoot?: string): boolean {
-  return existsSync(nativeAddonPath(packageRoot));
+export function nativeAddonBuilt(root?: string): boolean {
+  return existsSync(nativeAddonPath(root));
 }
 
 function oneLine(e: unknown): string {

@@ -17,10 +17,10 @@ import type { ModuleIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { packageRoot } from "../../util/package-root.js";
 import { lowerToKernels } from "../kernels/lower.js";
-import type { KArg, KBuffer, KKernel, KParam, KProgram, KStep } from "../kernels/kernel-ir.js";
+import type { KArg, KKernel, KParam, KProgram } from "../kernels/kernel-ir.js";
 import { runPasses } from "../kernels/passes.js";
 import { trainableManifest, type TrainableEntry } from "../ir/trainables.js";
-import { cExpr } from "./c-expr.js";
+import { commonKernelView, entryContext, loopNest } from "./entry-context.js";
 import { configInts, evalConcrete, formatOf, paramLayers, rowReader, weightSlots, type WeightSlot } from "./weights.js";
 
 export interface CpuGraphManifest {
@@ -128,34 +128,12 @@ function entryView(
   ints: Map<string, number>,
   unfused: boolean,
 ) {
-  const inputs = p.inputs.map((b) => p.buffers[b]!);
-  const free = [...new Set(inputs.flatMap((b) => b.shape.flatMap((d) => d.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? [])).filter((n) => !ints.has(n)))].sort();
-  const nIO = inputs.length + 1;
-  // Config constants are gen::cfg_*, graph dimensions dim_*, loop variables lv_*: no name can clash with a kernel's locals.
-  const dim = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
-  const loopVars = new Set<string>();
-  const collectLoops = (list: KStep[]) => list.forEach((s) => s.kind === "loop" && (loopVars.add(s.var), collectLoops(s.body)));
-  collectLoops(p.steps);
-  const elems = (b: KBuffer) => (b.shape.length ? b.shape.map((d) => `(${dim(d)})`).join(" * ") : "1");
-  const ctype = (b: KBuffer) => (b.dtype === "i32" ? "int32_t" : "float");
-  const bufVar = (id: number) => `b${id}`;
-  const buf = (a: KArg | undefined, what: string) => {
-    if (!a || !("buffer" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a computed value for the CPU code generator`);
-    return bufVar(a.buffer);
-  };
-  const shapeOf = (a: KArg) => ("buffer" in a ? p.buffers[a.buffer]!.shape : m.params.find((x) => x.name === a.param.param)!.type.shape);
-  const lead = (shape: string[]) => (shape.length > 1 ? shape.slice(0, -1).map((d) => `(${dim(d)})`).join(" * ") : "1");
-  const lastDim = (shape: string[]) => dim(shape[shape.length - 1]!);
-
+  const c = entryContext(m, p, slots, ints, "CPU");
+  const { inputs, free, nIO, dim, buf, shapeOf, lead, lastDim, elems, ctype, bufVar } = c;
+  const slotRef = (index: string) => `ptrs[${nIO} + ${index}]`;
   const slotExpr = (kp: KParam, part: WeightSlot["part"]): string => {
-    const param = m.params.find((x) => x.name === kp.param)!;
-    const layers = paramLayers(param, ints);
-    const base = slots.findIndex((s) => s.param === kp.param && s.layer === layers[0] && s.part === part);
-    if (base < 0) return "nullptr";
-    const stride = slots.filter((s) => s.param === kp.param && s.layer === layers[0]).length;
-    const from = layers[0] ?? 0;
-    const idx = kp.index === undefined ? `${nIO + base}` : `${nIO + base} + ((${dim(kp.index)}) - ${from}) * ${stride}`;
-    return `ptrs[${idx}]`;
+    const i = c.slotIndex(kp, part);
+    return i === undefined ? "nullptr" : slotRef(i);
   };
   const tExpr = (kp: KParam, field: "scale" | "min" | "weight"): { t: string; on: string } => {
     const param = m.params.find((x) => x.name === kp.param)!;
@@ -165,7 +143,7 @@ function entryView(
     return { t: kp.index === undefined ? `${first.t}` : `${first.t} + (uint32_t)((${dim(kp.index)}) - ${layers[0] ?? 0})`, on: "true" };
   };
   const weight = (a: KArg | undefined, what: string): WeightView => {
-    if (!a || !("param" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a parameter for the CPU code generator`);
+    if (!a || !("param" in a)) return c.fail(`${what} must be a parameter for the CPU code generator`);
     const param = m.params.find((x) => x.name === a.param.param)!;
     const [rows, cols] = param.type.shape.map((d) => evalConcrete(d, ints)) as [number, number];
     const f = formatOf(m, param);
@@ -197,19 +175,11 @@ function entryView(
       trainableMin: mn.on,
     };
   };
-  const vector = (a: KArg | undefined, what: string): string => {
-    if (a && "param" in a) {
-      const param = m.params.find((x) => x.name === a.param.param)!;
-      if (formatOf(m, param)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} '${param.name}' is quantized; the CPU code generator reads quantized parameters in matmul and embedding only`);
-      return `((const float*)${slotExpr(a.param, "data")})`;
-    }
-    return buf(a, what);
-  };
-
-  const render = renderMacro;
 
   const kernel = (k: KKernel): string => {
-    const comment = k.from.join("; ").replace(/\*\//g, "* /");
+    const common = commonKernelView(c, p, k, slotRef);
+    if (common) return renderMacro(common.macro, common.view);
+    const comment = c.comment(k);
     const out = bufVar(k.outputs[0]!);
     const a = k.args;
     switch (k.op) {
@@ -219,76 +189,30 @@ function entryView(
         const hasBias = k.attrs["residual"] ? Boolean(k.attrs["has_bias"]) : a.length > 2;
         const residual = k.attrs["residual"] ? buf(a[a.length - 1], "a residual") : "";
         const wshape = shapeOf(a[1]!);
-        return render("matmul", { unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w, bias: hasBias ? vector(a[2], "a bias") : "", residual, act: k.attrs["act"] ?? "" });
+        return renderMacro("matmul", { unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w, bias: hasBias ? c.vector(a[2], "a bias", slotRef) : "", residual, act: k.attrs["act"] ?? "" });
       }
       case "matmul_glu": {
         const xs = shapeOf(a[0]!);
-        return render("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), y: out, wGate: weight(a[1], "the gate weight"), wUp: weight(a[2], "the up weight"), act: k.attrs["act"] });
+        return renderMacro("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), y: out, wGate: weight(a[1], "the gate weight"), wUp: weight(a[2], "the up weight"), act: k.attrs["act"] });
       }
       case "matmul_ce": {
         const xs = shapeOf(a[0]!);
         const ts = shapeOf(a[2]!);
-        return render("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out });
+        return renderMacro("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out });
       }
       case "next_token_ce": {
         const ls = shapeOf(a[0]!);
-        return render("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out });
+        return renderMacro("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out });
       }
       case "embedding": {
         const ts = shapeOf(a[0]!);
         const ids = shapeOf(a[1]!);
-        return render("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), N: dim(ts[0]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
+        return renderMacro("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), N: dim(ts[0]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
       }
-      case "rmsnorm":
-      case "layernorm": {
-        const xs = shapeOf(a[0]!);
-        return render(k.op, { comment, M: lead(xs), K: lastDim(xs), x: buf(a[0], "the input"), w: vector(a[1], "a norm weight"), bias: k.op === "layernorm" ? vector(a[2], "a norm bias") : "", y: out, eps: fmtNum(Number(k.attrs["eps"])) });
-      }
-      case "rope": {
-        const xs = shapeOf(a[0]!);
-        return render("rope", { comment, B: dim(xs[0]!), T: dim(xs[1]!), K: lastDim(xs), heads: k.attrs["heads"], theta: fmtNum(Number(k.attrs["theta"])), style: k.attrs["style"], x: buf(a[0], "the input"), y: out });
-      }
-      case "attention": {
-        const qs = shapeOf(a[0]!);
-        return render("attention", { comment, B: dim(qs[0]!), T: dim(qs[1]!), K: lastDim(qs), heads: k.attrs["heads"], kvHeads: k.attrs["kv_heads"], causal: Boolean(k.attrs["causal"]), q: buf(a[0], "q"), k: buf(a[1], "k"), v: buf(a[2], "v"), y: out });
-      }
-      case "unary": {
-        const fn = String(k.attrs["fn"]);
-        const x = "(double)x[i]";
-        const expr = fn === "neg" ? `-${x}` : `qzo::${fn}(${x})`;
-        return render("unary", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the input"), y: out, expr });
-      }
-      case "binary": {
-        const op = { add: "+", sub: "-", mul: "*", div: "/" }[String(k.attrs["fn"])]!;
-        const sl = k.attrs["scalar_left"];
-        const sr = k.attrs["scalar_right"];
-        const left = sl !== undefined ? `(double)${fmtNum(Number(sl))}` : `(double)${buf(a[0], "an operand")}[i]`;
-        const right = sr !== undefined ? `(double)${fmtNum(Number(sr))}` : `(double)${buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
-        return render("binary", { comment, E: elems(p.buffers[k.outputs[0]!]!), y: out, expr: `${left} ${op} ${right}` });
-      }
-      case "positions": {
-        const ts = shapeOf(a[0]!);
-        return render("positions", { comment, B: dim(ts[0]!), T: dim(ts[1]!), offset: k.attrs["offset"], y: out });
-      }
-      case "copy":
-        return render("copy", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the copied value"), y: out });
       default:
-        throw new QzoError(`${m.source}: graph '${p.graph}': the CPU code generator has no kernel for '${k.op}' (${comment})`);
+        return c.fail(`the CPU code generator has no kernel for '${k.op}' (${comment})`);
     }
   };
-
-  const steps = (list: KStep[], ind: string): string =>
-    list
-      .map((s) => {
-        if (s.kind === "kernel") return kernel(s);
-        const copies = s.carried
-          .filter((c) => c.buffer !== c.yields)
-          .map((c) => `${ind}  std::memcpy(${bufVar(c.buffer)}, ${bufVar(c.yields)}, sizeof(float) * (size_t)(${elems(p.buffers[c.buffer]!)}));`)
-          .join("\n");
-        const v = `lv_${s.var}`;
-        return `${ind}for (int64_t ${v} = ${dim(s.start)}; ${v} < ${dim(s.end)}; ${v}++) {  // ${s.from}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
-      })
-      .join("\n");
 
   const temps = p.buffers.filter((b) => b.role === "temp" && b.slot !== undefined);
   const slotList = [...new Set(temps.map((b) => b.slot!))].sort((x, y) => x - y).map((i) => {
@@ -308,7 +232,7 @@ function entryView(
     io,
     slots: slotList,
     temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: b.name, type: `${b.dtype}[${b.shape.join(", ")}]` })),
-    body: steps(p.steps, "  "),
+    body: loopNest(c, p, kernel, (dst, src, n) => `std::memcpy(${dst}, ${src}, sizeof(float) * (size_t)(${n}));`),
   };
   const manifest: CpuGraphManifest = {
     name: p.graph,
@@ -323,11 +247,6 @@ function entryView(
   return { view, manifest };
 }
 
-/** A number as a C double literal. */
-function fmtNum(v: number): string {
-  const s = String(v);
-  return /[.eE]/.test(s) || !Number.isFinite(v) ? s : `${s}.0`;
-}
 
 /** Renders one macro of kernels.njk with its view. */
 function renderMacro(name: string, view: Record<string, unknown>): string {

@@ -18,10 +18,11 @@ import nunjucks from "nunjucks";
 import type { FormatIR, ModuleIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { packageRoot } from "../../util/package-root.js";
-import type { KArg, KBuffer, KKernel, KParam, KProgram, KStep } from "../kernels/kernel-ir.js";
+import type { KArg, KKernel, KParam, KProgram } from "../kernels/kernel-ir.js";
 import { cExpr } from "./c-expr.js";
+import { commonKernelView, entryContext, loopNest } from "./entry-context.js";
 import { generateCpu, type CpuManifest } from "./cpu.js";
-import { configInts, evalConcrete, formatOf, paramLayers, rowReader, weightSlots, type WeightSlot } from "./weights.js";
+import { configInts, evalConcrete, formatOf, rowReader, weightSlots, type WeightSlot } from "./weights.js";
 
 export interface CudaManifest extends CpuManifest {
   target: "cuda";
@@ -155,23 +156,8 @@ interface WeightView {
 }
 
 function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<string, string>, ints: Map<string, number>, unfused: boolean) {
-  const inputs = p.inputs.map((b) => p.buffers[b]!);
-  const free = [...new Set(inputs.flatMap((b) => b.shape.flatMap((d) => d.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? [])).filter((n) => !ints.has(n)))].sort();
-  const nIO = inputs.length + 1;
-  const loopVars = new Set<string>();
-  const collectLoops = (list: KStep[]) => list.forEach((s) => s.kind === "loop" && (loopVars.add(s.var), collectLoops(s.body)));
-  collectLoops(p.steps);
-  const dim = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
-  const elems = (b: KBuffer) => (b.shape.length ? b.shape.map((d) => `(${dim(d)})`).join(" * ") : "1");
-  const ctype = (b: KBuffer) => (b.dtype === "i32" ? "int32_t" : "float");
-  const bufVar = (id: number) => `b${id}`;
-  const buf = (a: KArg | undefined, what: string) => {
-    if (!a || !("buffer" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a computed value for the CUDA code generator`);
-    return bufVar(a.buffer);
-  };
-  const shapeOf = (a: KArg) => ("buffer" in a ? p.buffers[a.buffer]!.shape : m.params.find((x) => x.name === a.param.param)!.type.shape);
-  const lead = (shape: string[]) => (shape.length > 1 ? shape.slice(0, -1).map((d) => `(${dim(d)})`).join(" * ") : "1");
-  const lastDim = (shape: string[]) => dim(shape[shape.length - 1]!);
+  const c = entryContext(m, p, slots, ints, "CUDA");
+  const { inputs, free, nIO, dim, buf, shapeOf, lead, lastDim, elems, ctype, bufVar } = c;
   // Workspace indices: planned slots first, then the graph's inputs and output, then kernel scratch.
   const temps = p.buffers.filter((b) => b.role === "temp" && b.slot !== undefined);
   const nPlanned = temps.length ? Math.max(...temps.map((b) => b.slot!)) + 1 : 0;
@@ -182,19 +168,14 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     return s;
   };
 
-  /** W[...] of a parameter part in this call (layer index expressions as the CPU generator's). */
+  /** W[...] of a parameter part in this call. */
+  const slotRef = (index: string) => `W[${index}]`;
   const slotExpr = (kp: KParam, part: WeightSlot["part"]): string => {
-    const param = m.params.find((x) => x.name === kp.param)!;
-    const layers = paramLayers(param, ints);
-    const base = slots.findIndex((s) => s.param === kp.param && s.layer === layers[0] && s.part === part);
-    if (base < 0) return "nullptr";
-    const stride = slots.filter((s) => s.param === kp.param && s.layer === layers[0]).length;
-    const from = layers[0] ?? 0;
-    const idx = kp.index === undefined ? `${base}` : `${base} + ((${dim(kp.index)}) - ${from}) * ${stride}`;
-    return `W[${idx}]`;
+    const idx = c.slotIndex(kp, part);
+    return idx === undefined ? "nullptr" : slotRef(idx);
   };
   const weight = (a: KArg | undefined, what: string): WeightView => {
-    if (!a || !("param" in a)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} must be a parameter for the CUDA code generator`);
+    if (!a || !("param" in a)) return c.fail(`${what} must be a parameter for the CUDA code generator`);
     const param = m.params.find((x) => x.name === a.param.param)!;
     const [rows, cols] = param.type.shape.map((d) => evalConcrete(d, ints)) as [number, number];
     const f = formatOf(m, param);
@@ -208,19 +189,12 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     if (!readers.has(name)) readers.set(name, deviceReader(f, name, rows, cols));
     return { R: `gen::${name}`, codes: ptr("codes", "uint8_t"), scales: ptr("scales", "float"), mins: ptr("mins", "float"), zeros: ptr("zeros", "float") };
   };
-  const vector = (a: KArg | undefined, what: string): string => {
-    if (a && "param" in a) {
-      const param = m.params.find((x) => x.name === a.param.param)!;
-      if (formatOf(m, param)) throw new QzoError(`${m.source}: graph '${p.graph}': ${what} '${param.name}' is quantized; the CUDA code generator reads quantized parameters in matmul and embedding only`);
-      return `((const float*)${slotExpr(a.param, "data")})`;
-    }
-    return buf(a, what);
-  };
   const actCode = (a: unknown) => ({ silu: 1, gelu: 2, relu: 3 })[String(a ?? "")] ?? 0;
 
   const kernel = (k: KKernel): string => {
-    // The from strings go into comments and C string literals.
-    const comment = k.from.join("; ").replace(/\*\//g, "* /").replace(/\\/g, "/").replace(/"/g, "'");
+    const common = commonKernelView(c, p, k, slotRef);
+    if (common) return render(common.macro, common.view);
+    const comment = c.comment(k);
     const out = bufVar(k.outputs[0]!);
     const a = k.args;
     switch (k.op) {
@@ -232,7 +206,7 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
         const wshape = shapeOf(a[1]!);
         return render("matmul", {
           unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w,
-          bias: hasBias ? vector(a[2], "a bias") : "nullptr", hasBias: String(hasBias), residual, hasRes: String(Boolean(k.attrs["residual"])),
+          bias: hasBias ? c.vector(a[2], "a bias", slotRef) : "nullptr", hasBias: String(hasBias), residual, hasRes: String(Boolean(k.attrs["residual"])),
           act: actCode(k.attrs["act"]), scratch: unfused ? takeScratch(1) : 0,
         });
       }
@@ -254,56 +228,11 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
         const ids = shapeOf(a[1]!);
         return render("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
       }
-      case "rmsnorm":
-      case "layernorm": {
-        const xs = shapeOf(a[0]!);
-        return render(k.op, { comment, M: lead(xs), K: lastDim(xs), x: buf(a[0], "the input"), w: vector(a[1], "a norm weight"), bias: k.op === "layernorm" ? vector(a[2], "a norm bias") : "", y: out, eps: fmtNum(Number(k.attrs["eps"])) });
-      }
-      case "rope": {
-        const xs = shapeOf(a[0]!);
-        return render("rope", { comment, B: dim(xs[0]!), T: dim(xs[1]!), K: lastDim(xs), heads: k.attrs["heads"], theta: fmtNum(Number(k.attrs["theta"])), style: k.attrs["style"], x: buf(a[0], "the input"), y: out });
-      }
-      case "attention": {
-        const qs = shapeOf(a[0]!);
-        return render("attention", { comment, B: dim(qs[0]!), T: dim(qs[1]!), K: lastDim(qs), heads: k.attrs["heads"], kvHeads: k.attrs["kv_heads"], causal: Boolean(k.attrs["causal"]), q: buf(a[0], "q"), k: buf(a[1], "k"), v: buf(a[2], "v"), y: out });
-      }
-      case "unary": {
-        const fn = String(k.attrs["fn"]);
-        const x = "(double)x[i]";
-        const expr = fn === "neg" ? `-${x}` : `qzo::${fn}(${x})`;
-        return render("unary", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the input"), y: out, expr });
-      }
-      case "binary": {
-        const op = { add: "+", sub: "-", mul: "*", div: "/" }[String(k.attrs["fn"])]!;
-        const sl = k.attrs["scalar_left"];
-        const sr = k.attrs["scalar_right"];
-        const left = sl !== undefined ? `(double)${fmtNum(Number(sl))}` : `(double)${buf(a[0], "an operand")}[i]`;
-        const right = sr !== undefined ? `(double)${fmtNum(Number(sr))}` : `(double)${buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
-        return render("binary", { comment, E: elems(p.buffers[k.outputs[0]!]!), y: out, expr: `${left} ${op} ${right}` });
-      }
-      case "positions": {
-        const ts = shapeOf(a[0]!);
-        return render("positions", { comment, B: dim(ts[0]!), T: dim(ts[1]!), offset: k.attrs["offset"], y: out });
-      }
-      case "copy":
-        return render("copy", { comment, E: elems(p.buffers[k.outputs[0]!]!), x: buf(a[0], "the copied value"), y: out });
       default:
-        throw new QzoError(`${m.source}: graph '${p.graph}': the CUDA code generator has no kernel for '${k.op}' (${comment})`);
+        return c.fail(`the CUDA code generator has no kernel for '${k.op}' (${comment})`);
     }
   };
 
-  const steps = (list: KStep[], ind: string): string =>
-    list
-      .map((s) => {
-        if (s.kind === "kernel") return kernel(s);
-        const copies = s.carried
-          .filter((c) => c.buffer !== c.yields)
-          .map((c) => `${ind}  QZO_CHECK(cudaMemcpyAsync(${bufVar(c.buffer)}, ${bufVar(c.yields)}, sizeof(float) * (size_t)(${elems(p.buffers[c.buffer]!)}), cudaMemcpyDeviceToDevice, st), "loop-carried copy");`)
-          .join("\n");
-        const v = `lv_${s.var}`;
-        return `${ind}for (int64_t ${v} = ${dim(s.start)}; ${v} < ${dim(s.end)}; ${v}++) {  // ${s.from}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
-      })
-      .join("\n");
 
   const slotList = [...new Set(temps.map((b) => b.slot!))].sort((x, y) => x - y).map((i) => {
     const b = temps.find((t) => t.slot === i)!;
@@ -311,7 +240,7 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
   });
   const outBuf = p.buffers[p.output]!;
   const io = [...inputs, outBuf].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index, name: b.name, elems: elems(b), ws: nPlanned + index, input: index < inputs.length }));
-  const body = steps(p.steps, "  ");
+  const body = loopNest(c, p, kernel, (dst, src, n) => `QZO_CHECK(cudaMemcpyAsync(${dst}, ${src}, sizeof(float) * (size_t)(${n}), cudaMemcpyDeviceToDevice, st), "loop-carried copy");`);
   // The output's size from the scalars alone (outside graph_<name>, where no dim_* variables exist).
   const freeIndex = new Map(free.map((n, i) => [n, i] as const));
   const dimHost = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : freeIndex.has(n) ? `((int64_t)sc[${freeIndex.get(n)}])` : `dim_${n}`));
@@ -340,11 +269,6 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
   return { view };
 }
 
-/** A number as a C double literal. */
-function fmtNum(v: number): string {
-  const s = String(v);
-  return /[.eE]/.test(s) || !Number.isFinite(v) ? s : `${s}.0`;
-}
 
 function render(name: string, view: Record<string, unknown>): string {
   return env.renderString(`{% import "kernels.njk" as K %}{{ K.${name}(k) }}`, { k: view });

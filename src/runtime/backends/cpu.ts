@@ -9,11 +9,11 @@
 import { availableParallelism } from "node:os";
 import { buildCpuLibrary, type BuiltLibrary } from "../../compiler/build/build-cpu.js";
 import { generateCpu, type CpuGraphManifest, type CpuManifest } from "../../compiler/codegen/cpu.js";
-import { openKernelLibrary, type KernelArg } from "../../native/index.js";
+import { openKernelLibrary } from "../../native/index.js";
 import { QzoError } from "../../util/errors.js";
 import { trainableTensors } from "../interpret/interpreter.js";
 import type { Backend, Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
-import { bindDims, weightArrays, type StoredModel } from "./weight-slots.js";
+import { runArgs, weightArrays, type StoredModel } from "./weight-slots.js";
 
 export type { StoredModel };
 
@@ -45,24 +45,7 @@ export function createCpuBackend(bound: StoredModel, opts: CpuBackendOptions): C
   const nThreads = threads > 0 ? threads : availableParallelism();
 
   const run = (g: CpuGraphManifest, inputs: Batch, out: Float32Array, p?: PerturbSpec) => {
-    const dims = bindDims(m, g, inputs);
-    const args: KernelArg[] = [
-      ...g.inputs.map((i) => {
-        const v = inputs[i.name];
-        if (!v) throw new QzoError(`${g.name}: missing input '${i.name}'`);
-        return v.data;
-      }),
-      out,
-      ...slots,
-      ...g.dims.map((d) => dims.get(d)!),
-      p?.seedLo ?? 0,
-      p?.seedHi ?? 0,
-      p?.sign ?? 0,
-      p?.eps ?? 0,
-      p?.epsMode === "relative" ? 1 : 0,
-      p?.dist === "rademacher" ? 1 : 0,
-      nThreads,
-    ];
+    const args = runArgs(m, g, inputs, out, slots, nThreads, p);
     lib.run(`qzo_run_${g.name}`, args);
   };
   const graph = (name: string) => gen.manifest.graphs.find((g) => g.name === name)!;

@@ -17,11 +17,11 @@ import type { BuiltLibrary } from "../../compiler/build/build-cpu.js";
 import { buildCudaLibrary, type CudaBuildOptions } from "../../compiler/build/build-cuda.js";
 import { generateCuda, type CudaManifest } from "../../compiler/codegen/cuda.js";
 import type { CpuGraphManifest } from "../../compiler/codegen/cpu.js";
-import { openKernelLibrary, type KernelArg, type KernelLibrary } from "../../native/index.js";
+import { openKernelLibrary, type KernelLibrary } from "../../native/index.js";
 import { QzoError } from "../../util/errors.js";
 import { trainableTensors } from "../interpret/interpreter.js";
 import type { Backend, Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
-import { bindDims, weightArrays, type StoredModel } from "./weight-slots.js";
+import { runArgs, weightArrays, type StoredModel } from "./weight-slots.js";
 
 export interface CudaBackendOptions {
   /** The loss graph to train with (e.g. "lm"). */
@@ -90,24 +90,7 @@ export function createCudaBackend(bound: StoredModel, opts: CudaBackendOptions):
   const { slots, masters } = weightArrays(bound, gen.manifest.weights, trainables, "CUDA", gen.manifest.weightBytes);
 
   const run = (g: CpuGraphManifest, inputs: Batch, out: Float32Array | Int32Array, p?: PerturbSpec) => {
-    const dims = bindDims(m, g, inputs);
-    const args: KernelArg[] = [
-      ...g.inputs.map((i) => {
-        const v = inputs[i.name];
-        if (!v) throw new QzoError(`${g.name}: missing input '${i.name}'`);
-        return v.data;
-      }),
-      out,
-      ...slots,
-      ...g.dims.map((d) => dims.get(d)!),
-      p?.seedLo ?? 0,
-      p?.seedHi ?? 0,
-      p?.sign ?? 0,
-      p?.eps ?? 0,
-      p?.epsMode === "relative" ? 1 : 0,
-      p?.dist === "rademacher" ? 1 : 0,
-      1,
-    ];
+    const args = runArgs(m, g, inputs, out, slots, 1, p);
     lib.run(`qzo_run_${g.name}`, args);
   };
   const graph = (name: string) => {

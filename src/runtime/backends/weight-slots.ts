@@ -12,7 +12,8 @@ import type { TrainableTensor } from "../interpret/interpreter.js";
 import { evalDim, isPlainName, solveDim } from "../interpret/dims.js";
 import type { BoundModel } from "../load/bind.js";
 import { unpackRaw } from "../quant/codec.js";
-import type { Batch } from "../train/backend.js";
+import type { KernelArg } from "../../native/index.js";
+import type { Batch, PerturbSpec } from "../train/backend.js";
 
 /** What a kernel backend needs of a model: its checked module and its stored weights. */
 export type StoredModel = Pick<BoundModel, "module" | "stored">;
@@ -93,4 +94,38 @@ export function bindDims(m: ModuleIR, g: CpuGraphManifest, inputs: Batch): Map<s
     }
   }
   return env;
+}
+
+/**
+ * The arguments of `qzo_run_<graph>` (the calling convention of src/compiler/codegen/cpu.ts, which
+ * the CUDA library shares): inputs, output, weight slots, then the graph's dimensions, the
+ * perturbation (sign 0: none) and the thread count.
+ */
+export function runArgs(
+  m: ModuleIR,
+  g: CpuGraphManifest,
+  inputs: Batch,
+  out: Float32Array | Int32Array,
+  slots: readonly (Float32Array | Uint8Array)[],
+  threads: number,
+  p?: PerturbSpec,
+): KernelArg[] {
+  const dims = bindDims(m, g, inputs);
+  return [
+    ...g.inputs.map((i) => {
+      const v = inputs[i.name];
+      if (!v) throw new QzoError(`${g.name}: missing input '${i.name}'`);
+      return v.data;
+    }),
+    out,
+    ...slots,
+    ...g.dims.map((d) => dims.get(d)!),
+    p?.seedLo ?? 0,
+    p?.seedHi ?? 0,
+    p?.sign ?? 0,
+    p?.eps ?? 0,
+    p?.epsMode === "relative" ? 1 : 0,
+    p?.dist === "rademacher" ? 1 : 0,
+    threads,
+  ];
 }
