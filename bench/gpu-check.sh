@@ -40,7 +40,17 @@ run() {
     echo "gpu-check.sh: python3 with numpy is needed for the GPU part"
     return 1
   fi
-  python3 bench/gpu-check.py "$BUNDLE" "$@"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
+  fi
+  # The matrix instructions the tiled kernel really uses on this chip (HMMA: mma.sync; HGMMA: wgmma).
+  if command -v cuobjdump >/dev/null; then
+    lib=$(ls "$BUNDLE"/matmul/*-fused/lib.so 2>/dev/null | head -1)
+    [ -n "$lib" ] && echo "SASS of $lib: $(cuobjdump --dump-sass "$lib" | grep -cE '\bHMMA') HMMA, $(cuobjdump --dump-sass "$lib" | grep -cE '\bHGMMA') HGMMA, $(cuobjdump --dump-sass "$lib" | grep -cE '\bLDL|\bSTL') local-memory accesses"
+  fi
+  local log=${OUT:-/tmp}/gpu-check.log
+  PYTHONUNBUFFERED=1 python3 bench/gpu-check.py "$BUNDLE" "$@" 2>&1 | tee "$log"
+  return "${PIPESTATUS[0]}"
 }
 
 case "$mode" in
