@@ -1,7 +1,7 @@
 /**
  * The generated CUDA compiles, for every shipped spec and format (the overrides of
  * cpu-vs-interpreter.test.ts): each variant to an sm_80 object (nvcc -c --keep), whose PTX must
- * use the tensor cores (mma.sync m16n8k16) and cp.async; one spec as the full fat library
+ * use the tensor cores (mma.sync m16n8k16) fed by ldmatrix; one spec as the full fat library
  * (sm_80, sm_89, sm_90a, static CUDA runtime). Nothing here runs on a GPU: on a machine without
  * one, the library must say so in one line, and createCudaBackend must fail with one line that
  * says what to do. Skipped (with a message) where nvcc is missing.
@@ -106,7 +106,7 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
     expect(ptx.length).toBeGreaterThan(0);
     const text = ptx.map((f) => readFileSync(join(dir, f), "utf8")).join("\n");
     expect(text).toMatch(/mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32/);
-    expect(text).toMatch(/cp\.async\.cg\.shared\.global/);
+    expect(text).toMatch(/ldmatrix\.sync\.aligned\.m8n8\.x4\.shared\.b16/);
     // Every matmul kernel instance (tiles, small M, gated MLP, LM head + CE) was generated.
     expect(text).toMatch(/mm_tile/);
     expect(text).toMatch(/mm_small/);

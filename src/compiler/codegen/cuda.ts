@@ -123,6 +123,10 @@ function deviceReader(f: FormatIR, name: string, rows: number, cols: number): st
   const kb = f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" ? bs : 0;
   const split = kb > 0 && kb % 16 === 0;
   const hasMin = Boolean(f.min);
+  // Codes of adjacent output rows adjacent in memory (a code tensor indexed [..., r], as GPTQ's
+  // qweight [in / 8, out]): the small-M kernel then gives each lane its own row.
+  const codeField = f.layout.kind === "tensors" ? f.layout.fields.find((x) => x.field === "code") : undefined;
+  const nMajor = codeField !== undefined && codeField.at[codeField.at.length - 1] === "r";
   return [
     comment,
     ...(table ? [`__device__ static const float ${table}`] : []),
@@ -130,6 +134,7 @@ function deviceReader(f: FormatIR, name: string, rows: number, cols: number): st
     `  static constexpr int64_t ROWS = ${rows}, COLS = ${cols};`,
     `  static constexpr bool SPLIT = ${split}, HAS_MIN = ${hasMin};`,
     `  static constexpr int KB = ${split ? kb : 16};`,
+    `  static constexpr bool NMAJOR = ${nMajor}, DIRECT16 = false;`,
     `  __device__ static __forceinline__ int64_t sidx(int64_t n, int64_t c) { (void)n; (void)c; return ${si}; }`,
     `  __device__ static __forceinline__ float value(const qzo::WArg& w, int64_t n, int64_t c) {`,
     `    const uint8_t* codes = w.codes; (void)codes;`,
