@@ -25,7 +25,7 @@ QUICK = "--quick" in sys.argv
 # parts, to check this script's plumbing on a machine without a GPU (they must agree exactly-ish).
 SELFTEST = "--selftest-cpu" in sys.argv
 LIBNAME = "cpu.so" if SELFTEST else "lib.so"
-RESULTS = {"skipped": [], "failed": [], "correctness": [], "training": None, "matmul": [], "peaks": None, "step7b": None}
+RESULTS = {"skipped": [], "failed": [], "correctness": [], "training": None, "matmul": [], "variants": [], "peaks": None, "step7b": None}
 T_START = time.time()
 
 
@@ -366,6 +366,34 @@ def matmul(index, device, only=None):
             lib.call("qzo_release", [], [])
 
 
+def variants(index):
+    """mm_pipe tuning variants (QZO_PIPE_STAGES x QZO_PIPE_MIN_BLOCKS) at M = 256 and 4096: time, and
+    the output against the default variant's (the same arithmetic in the same order: must be equal)."""
+    global SLOTS
+    base = {}
+    for e in index.get("variants", []):
+        d = os.path.join(BUNDLE, e["dir"])
+        man = json.load(open(os.path.join(d, "manifest.json")))
+        lib = Lib(os.path.join(d, "lib.so"))
+        SLOTS = load_weights(man)
+        for M in (256, 4096):
+            x = np.random.default_rng(M).standard_normal((M, e["K"]), dtype=np.float32)
+            y = np.full((M, e["N"]), np.nan, dtype=np.float32)
+            times = np.zeros(7, dtype=np.float32)
+            lib.call("qzo_time_lin", [x, y] + SLOTS + [times], [M] + pscalars(None) + [3, 7, 10 if M <= 256 else 1])
+            key = (e["fmt"], M)
+            base.setdefault(key, y)
+            same = bool(np.array_equal(y, base[key])) and bool(np.isfinite(y).all())
+            ms = float(np.median(times))
+            row = {"variant": e["name"], "fmt": e["fmt"], "stages": e["stages"], "min_blocks": e["minBlocks"], "M": M, "ms": ms,
+                   "tflops": 2.0 * M * e["N"] * e["K"] / (ms * 1e-3) / 1e12, "same_as_default": same}
+            RESULTS["variants"].append(row)
+            if not same:
+                RESULTS["failed"].append(f"variant {e['name']} M={M}: output differs from the default variant")
+            log(f"variant {e['name']:28s} M={M:4d}: {ms:.3f} ms, {row['tflops']:.1f} TFLOP/s, same output: {same}")
+        lib.call("qzo_release", [], [])
+
+
 def step7b(index):
     global SLOTS
     e = index.get("step7b")
@@ -426,6 +454,11 @@ def markdown(device):
         for r in RESULTS["matmul"]:
             L.append(f"| {r['fmt']} | {r['N']}x{r['K']} | {r['M']} | {r['fused_ms']:.3f} | {r['fused_perturbed_ms']:.3f} | {r['unfused_ms']:.3f} | {r.get('torch_deq_matmul_ms', float('nan')):.3f} | {r.get('torch_matmul_only_ms', float('nan')):.3f} | {r['tflops']:.1f} ({r['pct_peak_flops']:.1f}%) | {r['gbs']:.0f} ({r['pct_bandwidth']:.1f}%) | {r['floor_ms']:.3f} |")
         L.append("")
+    if RESULTS["variants"]:
+        L += ["## mm_pipe tuning variants (4096x4096)", "", "| fmt | stages | CTAs/SM bound | M | ms | TFLOP/s | same output |", "|---|---|---|---|---|---|---|"]
+        for r in RESULTS["variants"]:
+            L.append(f"| {r['fmt']} | {r['stages']} | {r['min_blocks']} | {r['M']} | {r['ms']:.3f} | {r['tflops']:.1f} | {'yes' if r['same_as_default'] else 'NO'} |")
+        L.append("")
     if RESULTS["step7b"]:
         s = RESULTS["step7b"]
         L += ["## Llama-2-7B-shaped gptq_int4, batch 16 x 256", "", f"QZO step {s['step_s']:.3f} s; peak {s['step_peak_gb']:.2f} GB vs inference {s['inference_peak_gb']:.2f} GB ({s['step_over_inference']:.3f}x); weights+masters {s['weights_gb']:.2f} GB", ""]
@@ -451,12 +484,14 @@ def run_part(part, index, device):
         peaks_file = os.environ.get("QZO_GPU_PEAKS")
         RESULTS["peaks"] = json.load(open(peaks_file)) if peaks_file and os.path.exists(peaks_file) else None
         matmul(index, device, only=arg)
+    elif kind == "variants":
+        variants(index)
     elif kind == "step7b":
         step7b(index)
 
 
 def merge(into, part):
-    for k in ("skipped", "failed", "correctness", "matmul"):
+    for k in ("skipped", "failed", "correctness", "matmul", "variants"):
         into[k] += part.get(k, [])
     for k in ("training", "peaks", "step7b"):
         if part.get(k) is not None:
@@ -521,7 +556,7 @@ def main():
     # CUDA context) costs that part alone; results are saved after every part.
     parts = [f"correctness:{c['name']}" for c in index["correctness"]] + ["training"]
     if not SELFTEST:
-        parts += ["peaks"] + [f"matmul:{e['name']}" for e in index["matmul"] if not e["unfused"]] + ["step7b"]
+        parts += ["peaks"] + [f"matmul:{e['name']}" for e in index["matmul"] if not e["unfused"]] + ["variants", "step7b"]
     limits = {"training": 90, "peaks": 60, "step7b": 120}
     for part in parts:
         left = BUDGET - (time.time() - T_START)

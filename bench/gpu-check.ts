@@ -107,6 +107,8 @@ const CASES: [string, string, Record<string, string | number>, boolean?][] = [
 ];
 const SHAPES: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
 const MM_FORMATS = ["q4_0", "gptq_int4"];
+/** (QZO_PIPE_STAGES, QZO_PIPE_MIN_BLOCKS) of the timed mm_pipe variants; the default (4, 2) included. */
+const PIPE_VARIANTS: [number, number][] = [[4, 2], [3, 2], [4, 1], [3, 1], [5, 1]];
 
 interface Job {
   what: string;
@@ -273,6 +275,22 @@ async function main(): Promise<void> {
         (index["matmul"] as unknown[]).push({ name, dir: `matmul/${name}`, fmt, N, K, unfused });
         if (nvcc) jobs.push({ what: `matmul/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs }), dir) });
       }
+    }
+  }
+
+  // 3b. Tuning variants of the large-M kernel (mm_pipe) at 4096x4096: shared stages x CTAs per SM.
+  index["variants"] = [];
+  for (const fmt of MM_FORMATS) {
+    const m = check(join(tmpSpecDir, `mm_${fmt}_4096x4096.qzo`), {});
+    const gen = generateCuda(m, ["lin"]);
+    for (const [stages, minBlocks] of PIPE_VARIANTS) {
+      const name = `${fmt}-4096x4096-s${stages}-b${minBlocks}`;
+      const dir = join(bundle, "variants", name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
+      (index["variants"] as unknown[]).push({ name, dir: `variants/${name}`, fmt, N: 4096, K: 4096, stages, minBlocks });
+      const defines = { QZO_PIPE_STAGES: stages, QZO_PIPE_MIN_BLOCKS: minBlocks };
+      if (nvcc) jobs.push({ what: `variants/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs, defines }), dir) });
     }
   }
 

@@ -33,6 +33,8 @@ export interface CudaBuildOptions {
   keep?: boolean;
   /** Use bf16 operands instead of fp16 for the tensor cores (-DQZO_BF16). */
   bf16?: boolean;
+  /** Tuning knobs of the kernels (-DNAME=VALUE), e.g. QZO_PIPE_STAGES; see docs/CUDA.md. */
+  defines?: Record<string, number>;
 }
 
 export function nvccPath(): string {
@@ -54,7 +56,8 @@ function plan(source: string, opts: CudaBuildOptions) {
   const version = nvccVersion();
   const archs = opts.archs ?? CUDA_ARCHS;
   const name = opts.name ?? "kernels";
-  const flags = [...CUDA_FLAGS, ...(opts.bf16 ? ["-DQZO_BF16"] : []), ...archs.flatMap(gencode)];
+  const defines = Object.entries(opts.defines ?? {}).map(([k, v]) => `-D${k}=${v}`);
+  const flags = [...CUDA_FLAGS, ...(opts.bf16 ? ["-DQZO_BF16"] : []), ...defines, ...archs.flatMap(gencode)];
   const link = opts.objectOnly ? ["-c"] : ["-shared", "-cudart", "static", "-ldl"];
   const hash = createHash("sha256").update(source).update("\0").update([...flags, ...link].join(" ")).update("\0").update(version).digest("hex").slice(0, 20);
   const dir = join(cacheDir(), `cuda-${hash}`);
