@@ -11,8 +11,12 @@ generated libraries through their C ABI (ctypes), exactly as the Node runtime do
   3. the fused dequant-perturb-matmul at M = 1, 16, 256, 4096 on Llama-2-7B layer shapes for q4_0
      and gptq_int4 against the unfused baseline (own: dequantize to fp16, then the same tensor-core
      matmul; PyTorch: dequantize to bf16, then torch.matmul) and the roofline;
-  4. step time and peak GPU memory of a full QZO step of a Llama-2-7B-shaped gptq_int4 model
+  4. the tuning variants of the large-M kernel (stages x CTAs per multiprocessor), timed, with
+     outputs equal to the default variant's;
+  5. step time and peak GPU memory of a full QZO step of a Llama-2-7B-shaped gptq_int4 model
      (random weights) at batch 16 x 256, against its inference (unperturbed loss) memory.
+Each part runs in its own process (--part NAME --result-file F) under a time limit, inside the
+overall --budget SECONDS (default 420), so that a crash or a hang costs one part only.
 Writes bench/results/<device>-<date>.json and .md (and copies them to $OUT when set).
 Without a GPU it says which parts it skipped and exits 0.
 """
