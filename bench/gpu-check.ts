@@ -24,18 +24,17 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkFile } from "../src/compiler/check.js";
 import { packageRoot } from "../src/util/package-root.js";
+import { lmBatch, randomModel } from "../test/support/random-model.js";
 import type { ModuleIR } from "../src/compiler/ir/ir.js";
 import { buildCudaLibraryAsync, nvccVersion } from "../src/compiler/build/build-cuda.js";
 import { generateCuda } from "../src/compiler/codegen/cuda.js";
-import { configInts, evalConcrete, formatOf, paramLayers } from "../src/compiler/codegen/weights.js";
+import { formatOf } from "../src/compiler/codegen/weights.js";
 import { kernelsOf } from "../src/compiler/kernels/kernel-ir.js";
 import { createCpuBackend, type StoredModel } from "../src/runtime/backends/cpu.js";
 import { cudaAvailable } from "../src/runtime/backends/cuda.js";
-import type { StoredWeight } from "../src/runtime/load/bind.js";
 import { bindModel } from "../src/runtime/load/bind.js";
 import { modelTokenizer } from "../src/runtime/load/tokenizer.js";
 import { batchOrder, datasetSize, loadDataset, makeBatch } from "../src/runtime/data/dataset.js";
-import { quantizeRTN } from "../src/runtime/quant/quantize.js";
 import { unpackRaw } from "../src/runtime/quant/codec.js";
 import { projectedGradient } from "../src/runtime/interpret/update.js";
 import { stepSeedPair } from "../src/runtime/rng/direction.js";
@@ -53,42 +52,6 @@ const archs = opt("--archs", "90a").split(",");
 const quick = args.includes("--quick");
 const skipTrain = args.includes("--skip-train");
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Random weights (fresh per seed), quantized by RTN: as test/backends/cpu-vs-interpreter.test.ts. */
-function randomModel(m: ModuleIR, seed: number): StoredModel {
-  const r = rng(seed);
-  const ints = configInts(m);
-  const stored = new Map<string, StoredWeight>();
-  for (const p of m.params) {
-    const shape = p.type.shape.map((d) => evalConcrete(d, ints));
-    const n = shape.reduce((a, b) => a * b, 1);
-    for (const layer of paramLayers(p, ints)) {
-      const norm = shape.length === 1 && /norm|ln|_w$/.test(p.name);
-      const w = Float32Array.from({ length: n }, () => (norm ? 1 + 0.1 * (r() - 0.5) : 0.2 * (r() - 0.5)));
-      const f = formatOf(m, p);
-      const key = `${p.name}#${layer ?? ""}`;
-      stored.set(key, f ? { kind: "quant", packed: quantizeRTN(f, shape[0]!, shape[1]!, w), tensor: key } : { kind: "float", shape, data: w, tensor: key });
-    }
-  }
-  return { module: m, stored: (param, layer) => stored.get(`${param}#${layer ?? ""}`)! };
-}
-
-function lmBatch(seed: number, B: number, T: number, vocab: number): Batch {
-  const r = rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => Math.floor(r() * vocab));
-  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T === 0 || r() < 0.2 ? 0 : 1));
-  return { tokens: { shape: [B, T], data: tokens }, mask: { shape: [B, T], data: mask } };
-}
 
 const b64 = (a: Float32Array | Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
 
@@ -166,7 +129,7 @@ async function main(): Promise<void> {
       { seedLo: 0x1234, seedHi: 0x9abc, sign: -1, eps: 1e-3, epsMode: "absolute", dist: "rademacher" },
     ];
     for (const [B, T] of quick ? [[1, 8], [4, 64]] : [[1, 8], [2, 24], [4, 64]]) {
-      const batch = lmBatch(1000 + B * 100 + T, B!, T!, vocab);
+      const batch = lmBatch(1000 + B * 100 + T, B!, T!, vocab, 0.2);
       const logits = cpu.forward(batch["tokens"]!.data as Int32Array, B!, T!);
       runs.push({
         B, T,
@@ -223,8 +186,8 @@ async function main(): Promise<void> {
     const trainDs = tok ? loadDataset(join(text, "train.txt"), tok, T) : undefined;
     const evalDs = tok ? loadDataset(join(text, "eval.txt"), tok, T) : undefined;
     const batchAt = (s: number): Batch =>
-      trainDs ? makeBatch(trainDs, batchOrder(datasetSize(trainDs), B, hyper.runSeed, s)) : lmBatch(500 + s, B, T, vocab);
-    const evalBatch = evalDs ? makeBatch(evalDs, Array.from({ length: Math.min(B, datasetSize(evalDs)) }, (_, i) => i)) : lmBatch(99, B, T, vocab);
+      trainDs ? makeBatch(trainDs, batchOrder(datasetSize(trainDs), B, hyper.runSeed, s)) : lmBatch(500 + s, B, T, vocab, 0.2);
+    const evalBatch = evalDs ? makeBatch(evalDs, Array.from({ length: Math.min(B, datasetSize(evalDs)) }, (_, i) => i)) : lmBatch(99, B, T, vocab, 0.2);
     if (evalBatch["tokens"]!.shape[0] !== B || evalBatch["tokens"]!.shape[1] !== T) throw new Error(`training: eval batch of shape ${evalBatch["tokens"]!.shape}, expected [${B}, ${T}]`);
     const trajectory: unknown[] = [];
     const batches: string[] = [];

@@ -10,13 +10,12 @@ import { join, resolve } from "node:path";
 import { checkFile } from "../src/compiler/check.js";
 import { CompileError } from "../src/compiler/diagnostics.js";
 import type { ModuleIR } from "../src/compiler/ir/ir.js";
-import { configInts, evalConcrete, formatOf, paramLayers } from "../src/compiler/codegen/weights.js";
+import { configInts, evalConcrete, paramLayers } from "../src/compiler/codegen/weights.js";
 import type { CpuManifest } from "../src/compiler/codegen/cpu.js";
 import type { StoredModel } from "../src/runtime/backends/cpu.js";
-import { bindModel, type StoredWeight } from "../src/runtime/load/bind.js";
-import { quantizeRTN } from "../src/runtime/quant/quantize.js";
-import type { Batch } from "../src/runtime/train/backend.js";
+import { bindModel } from "../src/runtime/load/bind.js";
 import { packageRoot } from "../src/util/package-root.js";
+import { randomModel } from "../test/support/random-model.js";
 
 export const MODEL_NAMES = ["stories260K", "babyllama", "synthetic"] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
@@ -74,39 +73,6 @@ export function modelAvailable(def: BenchModelDef): boolean {
   return def.gguf === undefined || existsSync(def.gguf);
 }
 
-/** mulberry32: a small seeded generator for weights and tokens. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A model with random weights for any config of a spec: norms near 1, other floats and quantized weights small (RTN-quantized). */
-export function randomModel(m: ModuleIR, seed: number): StoredModel {
-  const r = rng(seed);
-  const ints = configInts(m);
-  const stored = new Map<string, StoredWeight>();
-  for (const p of m.params) {
-    const shape = p.type.shape.map((d) => evalConcrete(d, ints));
-    const n = shape.reduce((a, b) => a * b, 1);
-    // Uniform with standard deviation about 1/sqrt(fan-in), so activations stay finite through the layers.
-    const amp = shape.length === 2 ? Math.sqrt(3 / shape[1]!) : 0.1;
-    for (const layer of paramLayers(p, ints)) {
-      const norm = shape.length === 1 && /norm|ln|_w$/.test(p.name);
-      const w = new Float32Array(n);
-      for (let i = 0; i < n; i++) w[i] = norm ? 1 + 0.1 * (r() - 0.5) : amp * (2 * r() - 1);
-      const f = formatOf(m, p);
-      const key = `${p.name}#${layer ?? ""}`;
-      stored.set(key, f ? { kind: "quant", packed: quantizeRTN(f, shape[0]!, shape[1]!, w), tensor: key } : { kind: "float", shape, data: w, tensor: key });
-    }
-  }
-  return { module: m, stored: (param, layer) => stored.get(`${param}#${layer ?? ""}`)! };
-}
 
 export function loadBenchModel(def: BenchModelDef): StoredModel {
   if (def.gguf) {
@@ -115,21 +81,13 @@ export function loadBenchModel(def: BenchModelDef): StoredModel {
   }
   const r = checkFile(join(packageRoot(), "models/llama.qzo"), { ...SYNTHETIC_CONFIG });
   if (r.diagnostics.length) throw new CompileError(r.diagnostics);
-  return randomModel(r.modules[0]!, 7);
+  return randomModel(r.modules[0]!, 7, { fanIn: true });
 }
 
 export function configInt(m: ModuleIR, name: string): number {
   const c = m.config.find((x) => x.name === name);
   if (!c || c.value.type !== "int") throw new Error(`${m.name}: no int config '${name}'`);
   return c.value.value;
-}
-
-/** B x T random tokens; mask 1 everywhere but the first position of each row. */
-export function lmBatch(seed: number, B: number, T: number, vocab: number): Batch {
-  const r = rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => Math.floor(r() * vocab));
-  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? 0 : 1));
-  return { tokens: { shape: [B, T], data: tokens }, mask: { shape: [B, T], data: mask } };
 }
 
 export interface WeightSizes {

@@ -33,7 +33,6 @@ import {
   MODEL_NAMES,
   SYNTHETIC_CONFIG,
   configInt,
-  lmBatch,
   loadBenchModel,
   modelAvailable,
   modelDefs,
@@ -41,6 +40,7 @@ import {
   weightSizes,
   type WeightSizes,
 } from "./models.js";
+import { lmBatch } from "../test/support/random-model.js";
 
 const MARK = "@@QZO-BENCH@@ ";
 

@@ -8,45 +8,18 @@
 import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import type { ModuleIR } from "../../src/compiler/ir/ir.js";
-import { evalConcrete, configInts, formatOf, paramLayers } from "../../src/compiler/codegen/weights.js";
 import { createCpuBackend } from "../../src/runtime/backends/cpu.js";
 import { runGraph, type ParamValue, type Perturbation } from "../../src/runtime/interpret/interpreter.js";
 import { applyUpdate } from "../../src/runtime/interpret/update.js";
-import type { StoredWeight } from "../../src/runtime/load/bind.js";
 import { unpack } from "../../src/runtime/quant/codec.js";
-import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import type { Batch } from "../../src/runtime/train/backend.js";
+import { lmBatch as randomBatch, randomModel as randomStored } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A model with random weights: float params near 1 (norms) or small, quantized ones through RTN. */
+/** A random model (test/support/random-model.ts) with the interpreter's view of its weights. */
 function randomModel(m: ModuleIR, seed: number) {
-  const r = rng(seed);
-  const ints = configInts(m);
-  const stored = new Map<string, StoredWeight>();
-  for (const p of m.params) {
-    const shape = p.type.shape.map((d) => evalConcrete(d, ints));
-    const n = shape.reduce((a, b) => a * b, 1);
-    for (const layer of paramLayers(p, ints)) {
-      const norm = shape.length === 1 && /norm|ln|_w$/.test(p.name);
-      const w = Float32Array.from({ length: n }, () => (norm ? 1 + 0.1 * (r() - 0.5) : 0.2 * (r() - 0.5)));
-      const f = formatOf(m, p);
-      const key = `${p.name}#${layer ?? ""}`;
-      stored.set(key, f ? { kind: "quant", packed: quantizeRTN(f, shape[0]!, shape[1]!, w), tensor: key } : { kind: "float", shape, data: w, tensor: key });
-    }
-  }
-  const get = (param: string, layer: number | undefined) => stored.get(`${param}#${layer ?? ""}`)!;
+  const { stored: get } = randomStored(m, seed);
   const weights = {
     get(param: string, layer: number | undefined): ParamValue {
       const s = get(param, layer);
@@ -56,12 +29,7 @@ function randomModel(m: ModuleIR, seed: number) {
   return { module: m, stored: get, weights };
 }
 
-function lmBatch(seed: number, B: number, T: number, vocab: number): Batch {
-  const r = rng(seed);
-  const tokens = Int32Array.from({ length: B * T }, () => Math.floor(r() * vocab));
-  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T === 0 || r() < 0.2 ? 0 : 1));
-  return { tokens: { shape: [B, T], data: tokens }, mask: { shape: [B, T], data: mask } };
-}
+const lmBatch = (seed: number, B: number, T: number, vocab: number): Batch => randomBatch(seed, B, T, vocab, 0.2);
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
 

@@ -25,6 +25,7 @@ import type { UnpackedTensor } from "../../src/runtime/quant/types.js";
 import { zAt } from "../../src/runtime/rng/direction.js";
 import { loadTokenizer } from "../../src/runtime/tokenizer/index.js";
 import { QzoError } from "../../src/util/errors.js";
+import { rng } from "../support/random-model.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, "../..");
@@ -36,16 +37,6 @@ const F = (shape: number[], data: number[]): Tensor => ({ shape, data: Float32Ar
 const I = (shape: number[], data: number[]): Tensor => ({ shape, data: Int32Array.from(data) });
 const arr = (t: Tensor): number[] => Array.from(t.data);
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randn(r: () => number, n: number, scale = 1): Float32Array {
   const out = new Float32Array(n);

@@ -13,7 +13,7 @@ import { openKernelLibrary } from "../../native/index.js";
 import { QzoError } from "../../util/errors.js";
 import { trainableTensors } from "../interpret/interpreter.js";
 import type { Backend, Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
-import { runArgs, weightArrays, type StoredModel } from "./weight-slots.js";
+import { runArgs, setMasters, updateArgs, weightArrays, type StoredModel } from "./weight-slots.js";
 
 export type { StoredModel };
 
@@ -70,16 +70,13 @@ export function createCpuBackend(bound: StoredModel, opts: CpuBackendOptions): C
       return out;
     },
     update(u: UpdateSpec) {
-      lib.run("qzo_update", [...masters, u.seedLo, u.seedHi, u.d, u.lr, u.epsMode === "relative" ? 1 : 0, u.dist === "rademacher" ? 1 : 0, u.floor]);
+      lib.run("qzo_update", updateArgs(masters, u));
     },
     values() {
       return masters;
     },
     setValues(values) {
-      values.forEach((v, t) => {
-        if (v.length !== masters[t]!.length) throw new QzoError(`trainable tensor ${t}: ${v.length} values, expected ${masters[t]!.length}`);
-        masters[t]!.set(v);
-      });
+      setMasters(masters, values);
     },
     close() {
       lib.close();

@@ -21,7 +21,7 @@ import { openKernelLibrary, type KernelLibrary } from "../../native/index.js";
 import { QzoError } from "../../util/errors.js";
 import { trainableTensors } from "../interpret/interpreter.js";
 import type { Backend, Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
-import { runArgs, weightArrays, type StoredModel } from "./weight-slots.js";
+import { runArgs, setMasters, updateArgs, weightArrays, type StoredModel } from "./weight-slots.js";
 
 export interface CudaBackendOptions {
   /** The loss graph to train with (e.g. "lm"). */
@@ -122,16 +122,13 @@ export function createCudaBackend(bound: StoredModel, opts: CudaBackendOptions):
       run(graph(name), inputs, out, perturb);
     },
     update(u: UpdateSpec) {
-      lib.run("qzo_update", [...masters, u.seedLo, u.seedHi, u.d, u.lr, u.epsMode === "relative" ? 1 : 0, u.dist === "rademacher" ? 1 : 0, u.floor]);
+      lib.run("qzo_update", updateArgs(masters, u));
     },
     values() {
       return masters;
     },
     setValues(values) {
-      values.forEach((v, t) => {
-        if (v.length !== masters[t]!.length) throw new QzoError(`trainable tensor ${t}: ${v.length} values, expected ${masters[t]!.length}`);
-        masters[t]!.set(v);
-      });
+      setMasters(masters, values);
       lib.run("qzo_sync_masters", [...masters]);
     },
     memory(resetPeak = false) {

@@ -13,7 +13,7 @@ import { evalDim, isPlainName, solveDim } from "../interpret/dims.js";
 import type { BoundModel } from "../load/bind.js";
 import { unpackRaw } from "../quant/codec.js";
 import type { KernelArg } from "../../native/index.js";
-import type { Batch, PerturbSpec } from "../train/backend.js";
+import type { Batch, PerturbSpec, UpdateSpec } from "../train/backend.js";
 
 /** What a kernel backend needs of a model: its checked module and its stored weights. */
 export type StoredModel = Pick<BoundModel, "module" | "stored">;
@@ -128,4 +128,17 @@ export function runArgs(
     p?.dist === "rademacher" ? 1 : 0,
     threads,
   ];
+}
+
+/** The arguments of a library's `qzo_update`: the master arrays, then the update's scalars. */
+export function updateArgs(masters: readonly Float32Array[], u: UpdateSpec): KernelArg[] {
+  return [...masters, u.seedLo, u.seedHi, u.d, u.lr, u.epsMode === "relative" ? 1 : 0, u.dist === "rademacher" ? 1 : 0, u.floor];
+}
+
+/** Copies trainer values into the master arrays (Backend.setValues), checking each length. */
+export function setMasters(masters: readonly Float32Array[], values: readonly Float32Array[]): void {
+  values.forEach((v, t) => {
+    if (v.length !== masters[t]!.length) throw new QzoError(`trainable tensor ${t}: ${v.length} values, expected ${masters[t]!.length}`);
+    masters[t]!.set(v);
+  });
 }
