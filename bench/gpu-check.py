@@ -135,6 +135,13 @@ def run_lm(lib, man, tokens, mask, B, T, p):
     return float(out[0])
 
 
+def run_distill(lib, man, ins, B, T, K, p):
+    out = np.full(1, np.nan, dtype=np.float32)
+    g = graph(man, "distill")
+    lib.call("qzo_run_distill", [ins[i["name"]] for i in g["inputs"]] + [out] + SLOTS, [{"B": B, "T": T, "K": K}[d] for d in g["dims"]] + pscalars(p))
+    return float(out[0])
+
+
 # ---------------------------------------------------------------------------------------------
 def correctness(index, only=None):
     global SLOTS
@@ -169,7 +176,16 @@ def correctness(index, only=None):
                 e = abs(got - L["loss"]) / max(abs(L["loss"]), 1e-6)
                 res["loss_rel"].append(e)
                 ok &= math.isfinite(got) and e < 5e-3
-            # the projected gradient from the GPU's L+/L- for the two perturbations vs the CPU's
+            dc = r.get("distill")
+            if dc:
+                ins = {"tokens": b64(dc["tokens"], np.int32), "mask": b64(dc["mask"], np.float32),
+                       "teacher_ids": b64(dc["teacher_ids"], np.int32), "teacher_probs": b64(dc["teacher_probs"], np.float32)}
+                res["distill_rel"] = []
+                for L in dc["losses"]:
+                    got = run_distill(lib, man, ins, B, T, dc["K"], L["perturb"])
+                    e = abs(got - L["loss"]) / max(abs(L["loss"]), 1e-6)
+                    res["distill_rel"].append(e)
+                    ok &= math.isfinite(got) and e < 5e-3
             row["runs"].append(res)
         for u in cases["updates"]:
             for m, b in zip(masters, before):
@@ -187,7 +203,7 @@ def correctness(index, only=None):
         RESULTS["correctness"].append(row)
         if not ok:
             RESULTS["failed"].append(f"correctness:{c['name']}")
-        log(f"correctness {c['name']:22s} {'PASS' if ok else 'FAIL'}  logits rel {[round(x.get('logits_rel', 0), 6) for x in row['runs']]}  loss rel max {max(max(x['loss_rel']) for x in row['runs']):.2e}  update ulps {[x['max_ulps'] for x in row['update']]}")
+        log(f"correctness {c['name']:22s} {'PASS' if ok else 'FAIL'}  logits rel {[round(x.get('logits_rel', 0), 6) for x in row['runs']]}  loss rel max {max(max(x['loss_rel']) for x in row['runs']):.2e}  distill rel max {max((max(x.get('distill_rel', [0])) for x in row['runs'])):.2e}  update ulps {[x['max_ulps'] for x in row['update']]}")
 
 
 def training(index):

@@ -24,7 +24,9 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkFile } from "../src/compiler/check.js";
 import { packageRoot } from "../src/util/package-root.js";
-import { lmBatch, randomModel } from "../test/support/random-model.js";
+import { distillBatch, lmBatch, randomModel } from "../test/support/random-model.js";
+import { buildCpuLibrary } from "../src/compiler/build/build-cpu.js";
+import { generateCpu } from "../src/compiler/codegen/cpu.js";
 import type { ModuleIR } from "../src/compiler/ir/ir.js";
 import { buildCudaLibraryAsync, nvccVersion } from "../src/compiler/build/build-cuda.js";
 import { generateCuda } from "../src/compiler/codegen/cuda.js";
@@ -98,6 +100,19 @@ function check(spec: string, over: Record<string, string | number>): ModuleIR {
   return r.modules[0]!;
 }
 
+/** The distill loss of one batch shape: a random teacher (top 8) and the CPU's losses for each perturbation. */
+function distillCase(cpu: { loss(b: Batch, p?: PerturbSpec): number }, B: number, T: number, vocab: number, perturbs: (PerturbSpec | null)[]) {
+  const batch = distillBatch(2000 + B * 100 + T, B, T, vocab, 8, 0.9, 0.2);
+  return {
+    tokens: b64(batch["tokens"]!.data as Int32Array),
+    mask: b64(batch["mask"]!.data as Float32Array),
+    teacher_ids: b64(batch["teacher_ids"]!.data as Int32Array),
+    teacher_probs: b64(batch["teacher_probs"]!.data as Float32Array),
+    K: 8,
+    losses: perturbs.map((p) => ({ perturb: p, loss: p ? cpu.loss(batch, p) : cpu.loss(batch) })),
+  };
+}
+
 async function main(): Promise<void> {
   const t0 = Date.now();
   const gpu = cudaAvailable();
@@ -117,10 +132,11 @@ async function main(): Promise<void> {
     const dir = join(bundle, "correctness", name);
     mkdirSync(dir, { recursive: true });
     const m = check(spec, over);
-    const graphs = ["lm", ...(m.graphs.some((g) => g.name === "forward") ? ["forward"] : [])];
+    const graphs = ["lm", "distill", "forward"].filter((g) => m.graphs.some((x) => x.name === g));
     const gen = generateCuda(m, graphs, { unfused: Boolean(unfused) });
     const model = randomModel(m, 7 + CASES.findIndex((c) => c[0] === name));
     const cpu = createCpuBackend(model, { loss: "lm", threads: 2, unfused: Boolean(unfused) });
+    const cpuDistill = graphs.includes("distill") ? createCpuBackend(model, { loss: "distill", threads: 2, unfused: Boolean(unfused) }) : undefined;
     const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
     const runs: unknown[] = [];
     const perturbs: (PerturbSpec | null)[] = [
@@ -137,6 +153,7 @@ async function main(): Promise<void> {
         mask: b64(batch["mask"]!.data as Float32Array),
         logits: b64(logits),
         losses: perturbs.map((p) => ({ perturb: p, loss: p ? cpu.loss(batch, p) : cpu.loss(batch) })),
+        ...(cpuDistill ? { distill: distillCase(cpuDistill, B!, T!, vocab, perturbs) } : {}),
       });
     }
     // The weight arrays (before any update), then the masters after one update of each kind.
@@ -154,8 +171,10 @@ async function main(): Promise<void> {
       return cpu.values().map((v) => b64(Float32Array.from(v)));
     });
     cpu.setValues(before);
-    copyFileSync(cpu.library.path, join(dir, "cpu.so")); // for gpu-check.py --selftest-cpu (the Python plumbing, no GPU)
+    // Every graph of the CUDA library, on the CPU: for gpu-check.py --selftest-cpu (the Python plumbing, no GPU).
+    copyFileSync(buildCpuLibrary(generateCpu(m, graphs, { unfused: Boolean(unfused) }).source).path, join(dir, "cpu.so"));
     cpu.close();
+    cpuDistill?.close();
     const kernels = [...new Set(gen.programs.flatMap((p) => kernelsOf(p.steps).map((k) => k.op)))];
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(man));
     writeFileSync(join(dir, "cases.json"), JSON.stringify({ name, spec, overrides: over, kernels, runs, updates: updates.map((u, i) => ({ ...u, masters: after[i] })) }));

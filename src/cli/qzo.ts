@@ -16,6 +16,7 @@ import { basename, extname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { ModuleIR } from "../compiler/ir/ir.js";
 import { datasetSize, loadDataset, makeBatch, type Dataset } from "../runtime/data/dataset.js";
+import { teacherTargets, tokenizerSha256, writeDistillData } from "../runtime/data/distill.js";
 import { exportModel } from "../runtime/export/export.js";
 import { trainableTensors } from "../runtime/interpret/interpreter.js";
 import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.js";
@@ -163,7 +164,8 @@ function lossFor(m: ModuleIR, ds: Dataset): string {
   if (fits(ds.kind)) return ds.kind;
   const any = m.graphs.find((g) => g.role === "loss" && fits(g.name));
   if (any) return any.name;
-  throw new QzoError(`${ds.file}: ${ds.kind === "lm" ? "language-modelling" : "classification"} data needs a loss graph with inputs (${keys}); ${m.source} has none`);
+  const what = { lm: "language-modelling", classify: "classification", distill: "distillation" }[ds.kind];
+  throw new QzoError(`${ds.file}: ${what} data needs a loss graph with inputs (${keys}); ${m.source} has none`);
 }
 
 /** RUN_DIR/model.<ext>: the input's extension for a file, `model` (a directory) for a Hugging Face directory. */
@@ -236,13 +238,16 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
     const prevSeqLen = o.resume ? readRunJson(runJsonPath)?.["seqLen"] : undefined;
     const seqLen = o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN));
     if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
-    const ds = loadDataset(o.data, tok, seqLen);
+    const ds = loadDataset(o.data, tok, seqLen, ctx);
+    if (ds.kind === "distill" && o.seqLen !== undefined && o.seqLen !== ds.seqLen) {
+      throw new QzoError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
+    }
     const n = datasetSize(ds);
     let trainData: TrainData = datasetData(ds);
     let evalData: TrainData | undefined;
     let evalWhat: string;
     if (o.eval) {
-      const es = loadDataset(o.eval, tok, seqLen);
+      const es = loadDataset(o.eval, tok, seqLen, ctx);
       if (es.kind !== ds.kind) throw new QzoError(`${o.eval}: ${es.kind} data, but ${o.data} is ${ds.kind} data`);
       evalData = datasetData(es);
       evalWhat = `${o.eval} (${evalData.size} examples)`;
@@ -266,7 +271,7 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
       data: o.data,
       eval: o.eval ?? null,
       heldOut: o.eval ? null : evalData ? evalData.size : 0,
-      seqLen,
+      seqLen: ds.kind === "distill" ? ds.seqLen : seqLen,
       loss: lossName,
       backend: backend.name,
       trainables: backend.trainables.length,
@@ -319,6 +324,43 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
     process.stderr.write(`qzo train: ${r.step} steps${bestText}; wrote ${out} (from ${fromBest ? BEST_FILE : "the final scales"})\n`);
   });
 
+modelOptions(program.command("distill").description("write a teacher model's top-K next-token distributions over language-modelling data (the data of the distill loss)"))
+  .requiredOption("--data <file>", "text or JSON lines ({\"text\"}), cut into windows as qzo train does")
+  .requiredOption("--out <file>", "the distillation data file (safetensors)")
+  .option("--top-k <k>", "teacher buckets per position (the rest of its mass is one more bucket)", number("int", 1), 16)
+  .option("--seq-len <t>", `tokens per window (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
+  .option("--batch <b>", "windows per forward pass", number("int", 1), 16)
+  .action((o: ModelOpts & { data: string; out: string; topK: number; seqLen?: number; batch: number }) => {
+    const { bound, tok } = load(o);
+    const m = bound.module;
+    const ctx = contextOf(m);
+    const seqLen = o.seqLen ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
+    if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+    if (o.topK > tok.vocabSize) throw new QzoError(`--top-k ${o.topK} exceeds the vocabulary of ${tok.vocabSize} tokens`, 2);
+    const ds = loadDataset(o.data, tok, seqLen, ctx);
+    if (ds.kind !== "lm") throw new QzoError(`${o.data}: ${ds.kind} data: expected language-modelling text to distill`);
+    const { forward } = selectBackend(bound, bound.module.train.loss || "lm", o.device);
+    const t0 = Date.now();
+    const { ids, probs } = teacherTargets(ds.windows, forward, tok.vocabSize, o.topK, { batch: o.batch });
+    let mass = 0;
+    let positions = 0;
+    probs.forEach((p) => {
+      for (let i = 0; i < p.length; i++) mass += p[i]!;
+      positions += p.length / o.topK;
+    });
+    writeDistillData(o.out, { windows: ds.windows, ids, probs, K: o.topK, seqLen }, {
+      teacher: o.model,
+      teacherSha256: modelSha256(o.model),
+      source: o.data,
+      tokenizerSha256: tokenizerSha256(tok),
+      vocab: tok.vocabSize,
+    });
+    process.stderr.write(
+      `qzo distill: ${ds.windows.length} windows, ${positions} positions of ${m.name} in ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
+        `the top ${o.topK} hold ${((100 * mass) / positions).toFixed(1)}% of the teacher's probability on average; wrote ${o.out}\n`,
+    );
+  });
+
 modelOptions(program.command("export").description("write a model with the trained scales of a checkpoint, in the input's format"))
   .requiredOption("--checkpoint <file>", "a scales checkpoint (RUN_DIR/scales.safetensors or best.safetensors)")
   .requiredOption("--out <path>", "the output file (directory for a Hugging Face model)")
@@ -331,8 +373,8 @@ modelOptions(program.command("export").description("write a model with the train
     process.stderr.write(`qzo export: wrote ${r.path} (${r.tensors} trained tensors from step ${c.step})\n`);
   });
 
-modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling data) of a model"))
-  .requiredOption("--data <file>", "text, or JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"})")
+modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling or distillation data) of a model"))
+  .requiredOption("--data <file>", "text, JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"}), or qzo distill's data")
   .option("--checkpoint <file>", "use the trained scales of a scales checkpoint")
   .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
   .option("--batch <b>", "sequences per forward pass (language modelling)", number("int", 1), 16)
@@ -343,8 +385,8 @@ modelOptions(program.command("eval").description("accuracy (classification data)
     const ctx = contextOf(m);
     const seqLen = o.seqLen ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
     if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
-    const ds = loadDataset(o.data, tok, seqLen);
-    const { backend, forward } = selectBackend(bound, ds.kind === "lm" ? lossFor(m, ds) : "lm", o.device);
+    const ds = loadDataset(o.data, tok, seqLen, ctx);
+    const { backend, forward } = selectBackend(bound, ds.kind === "classify" ? "lm" : lossFor(m, ds), o.device);
     if (o.checkpoint) {
       if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
       const c = loadScalesCheckpoint(o.checkpoint, { trainables: backend.trainables, modelSha256: modelSha256(o.model) });
@@ -355,6 +397,8 @@ modelOptions(program.command("eval").description("accuracy (classification data)
       process.stdout.write(JSON.stringify(r.kind === "lm" ? { ...r, ppl: Math.exp(r.loss) } : r) + "\n");
     } else if (r.kind === "lm") {
       process.stdout.write(`examples ${r.examples}  tokens ${r.tokens}  loss ${r.loss.toFixed(6)} nats/token  ppl ${Math.exp(r.loss).toFixed(4)}\n`);
+    } else if (r.kind === "distill") {
+      process.stdout.write(`examples ${r.examples}  tokens ${r.tokens}  distillation loss ${r.loss.toFixed(6)} nats/token\n`);
     } else {
       process.stdout.write(`examples ${r.examples}  accuracy ${r.accuracy!.toFixed(4)} (${r.correct}/${r.examples})  loss ${r.loss.toFixed(6)}\n`);
     }

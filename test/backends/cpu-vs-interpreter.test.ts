@@ -4,6 +4,8 @@
  * quantized by the round-to-nearest quantizer, the same inputs, the same
  * seeds. Forward logits and losses agree to 1e-5 relative (f32 math), with
  * and without the perturbation, and the QZO update gives the same scales.
+ * The distill loss (a teacher's top-K buckets) agrees too, fused into the
+ * LM head and unfused.
  */
 import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
@@ -13,7 +15,7 @@ import { runGraph, type ParamValue, type Perturbation } from "../../src/runtime/
 import { applyUpdate } from "../../src/runtime/interpret/update.js";
 import { unpack } from "../../src/runtime/quant/codec.js";
 import type { Batch } from "../../src/runtime/train/backend.js";
-import { lmBatch as randomBatch, randomModel as randomStored } from "../support/random-model.js";
+import { distillBatch, lmBatch as randomBatch, randomModel as randomStored } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -77,6 +79,32 @@ describe("generated CPU kernels agree with the reference interpreter", () => {
         for (let i = 0; i < v.length; i++) if (rel(got[i]!, v[i]!) > 1e-6) throw new Error(`tensor ${t} element ${i}: ${got[i]} != ${v[i]}`);
       });
       expect(cpu.trainables.length).toBeGreaterThan(0);
+    } finally {
+      cpu.close();
+    }
+  }, 120_000);
+});
+
+describe("the distill loss: generated CPU kernels agree with the reference interpreter", () => {
+  const distillCases = cases.filter(([name]) => name === "llama q4_0" || name === "llama q4_0, unfused baseline kernels" || name.startsWith("opt"));
+  it.each(distillCases)("%s", (_name, spec, overrides, unfused) => {
+    const r = checkFile(`${root}${spec}`, overrides);
+    expect(r.diagnostics.map((d) => d.message)).toEqual([]);
+    const m = r.modules[0]!;
+    const model = randomModel(m, 11);
+    const cpu = createCpuBackend(model, { loss: "distill", threads: 2, unfused: Boolean(unfused) });
+    try {
+      const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
+      const batch = distillBatch(5, 2, 16, vocab, 8, 0.9, 0.2);
+      expect(rel(cpu.loss(batch), runGraph(m, "distill", batch, model.weights).data[0]!)).toBeLessThan(1e-5);
+      const p: Perturbation = { seedLo: 0x77, seedHi: 0x88, sign: 1, eps: 1e-2, epsMode: "relative", dist: "gaussian" };
+      expect(rel(cpu.loss(batch, p), runGraph(m, "distill", batch, model.weights, p).data[0]!)).toBeLessThan(1e-5);
+      // The teacher covers every token: no tail bucket.
+      const full = distillBatch(6, 2, 16, vocab, vocab, 1);
+      expect(rel(cpu.loss(full), runGraph(m, "distill", full, model.weights).data[0]!)).toBeLessThan(1e-5);
+      const bad = distillBatch(7, 2, 16, vocab, 4);
+      (bad["teacher_ids"]!.data as Int32Array)[5 * 4 + 1] = vocab;
+      expect(() => cpu.loss(bad)).toThrow(/a teacher id is outside the vocabulary/);
     } finally {
       cpu.close();
     }

@@ -47,7 +47,7 @@ function source(spec: string, overrides: Record<string, string | number>, unfuse
   const r = checkFile(`${root}${spec}`, overrides);
   expect(r.diagnostics.map((d) => d.message)).toEqual([]);
   const m = r.modules[0]!;
-  const graphs = ["lm", ...(m.graphs.some((g) => g.name === "forward") ? ["forward"] : [])];
+  const graphs = ["lm", "distill", "forward"].filter((name) => m.graphs.some((g) => g.name === name));
   return { m, gen: generateCuda(m, graphs, { unfused }) };
 }
 
@@ -110,6 +110,7 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
     // Every matmul kernel instance (tiles, small M, gated MLP, LM head + CE) was generated.
     expect(text).toMatch(/mm_tile/);
     expect(text).toMatch(/mm_small/);
+    if (name !== "fixture-only q5_sym") expect(text).toMatch(/distill_rows/);
   });
 
   it("the fat library (sm_80, sm_89, sm_90a, static runtime) builds and says in one line that there is no GPU here", () => {

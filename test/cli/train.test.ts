@@ -156,4 +156,37 @@ describe("qzo train", () => {
     }
     expect(statSync(Q4).isFile()).toBe(true);
   }, 60_000);
+
+  it("distill writes the F32 teacher's top-K over the data; train and eval use it with only --model --data --out", async () => {
+    const data = dataFile();
+    const dir = tmp();
+    const kd = join(dir, "train.distill.safetensors");
+    const F32 = join(root, "models/weights/stories260K/stories260K-f32.gguf");
+    const d = await qzo("distill", "--model", F32, "--data", data, "--out", kd, "--top-k", "4", "--seq-len", "24");
+    expect(d.exitCode, d.stderr).toBe(0);
+    expect(d.stderr).toMatch(/^qzo distill: \d+ windows, \d+ positions of llama in [\d.]+ s; the top 4 hold \d+\.\d% of the teacher's probability on average; wrote /);
+    const run = join(dir, "run");
+    const r = await qzo("train", "--model", Q4, "--data", kd, "--out", run, "--steps", "2", "--batch", "2");
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toContain("loss distill");
+    expect(JSON.parse(readFileSync(join(run, "run.json"), "utf8"))).toMatchObject({ status: "done", seqLen: 24, loss: "distill" });
+    expect(existsSync(join(run, "model.gguf"))).toBe(true);
+    const ev = await qzo("eval", "--model", join(run, "model.gguf"), "--data", kd, "--json");
+    expect(ev.exitCode, ev.stderr).toBe(0);
+    const j = JSON.parse(ev.stdout);
+    expect(j).toMatchObject({ kind: "distill" });
+    // The teacher's own distillation loss is the (truncated) entropy of its top 4 buckets plus the rest: below the student's.
+    const teacher = JSON.parse((await qzo("eval", "--model", F32, "--data", kd, "--json")).stdout);
+    expect(teacher.loss).toBeLessThan(j.loss);
+    // Usage and input errors: one line each.
+    const big = await qzo("distill", "--model", F32, "--data", data, "--out", join(dir, "x.safetensors"), "--top-k", "513");
+    expect([big.exitCode, big.stderr.trim().split("\n").length]).toEqual([2, 1]);
+    expect(big.stderr).toContain("--top-k 513 exceeds the vocabulary of 512 tokens");
+    const seq = await qzo("train", "--model", Q4, "--data", kd, "--out", join(dir, "run2"), "--seq-len", "32");
+    expect([seq.exitCode, seq.stderr.trim()]).toEqual([2, `qzo: --seq-len 32: ${kd} holds windows of 24 tokens (made by qzo distill)`]);
+    const cls = join(dir, "cls.jsonl");
+    writeFileSync(cls, JSON.stringify({ prompt: "Once upon a", candidates: [" time", " dog"], label: 0 }) + "\n");
+    const c = await qzo("distill", "--model", F32, "--data", cls, "--out", join(dir, "y.safetensors"));
+    expect([c.exitCode, c.stderr.trim()]).toEqual([1, `qzo: ${cls}: classify data: expected language-modelling text to distill`]);
+  }, 60_000);
 });

@@ -75,7 +75,7 @@ function edit(...pairs: [string, string][]): string {
 }
 
 const OPS_HINT =
-  "hint: operations: embedding, linear, rmsnorm, layernorm, rope, attention, silu, gelu, relu, softmax, positions, next_token_ce, candidate_ce, mse";
+  "hint: operations: embedding, linear, rmsnorm, layernorm, rope, attention, silu, gelu, relu, softmax, positions, next_token_ce, distill_ce, candidate_ce, mse";
 const SETTINGS_HINT =
   "hint: settings: loss, trainable, eps, lr, warmup, clip, directions, scale_floor, batch, steps, eval_every, seed, schedule, z";
 

@@ -200,6 +200,15 @@ function entryView(
         const ts = shapeOf(a[2]!);
         return renderMacro("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out });
       }
+      case "matmul_distill_ce": {
+        const xs = shapeOf(a[0]!);
+        const is = shapeOf(a[2]!);
+        return renderMacro("matmul_distill_ce", { comment, B: dim(is[0]!), T: dim(is[1]!), Kt: dim(is[2]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), ids: buf(a[2], "teacher ids"), probs: buf(a[3], "teacher probs"), mask: buf(a[4], "mask"), out });
+      }
+      case "distill_ce": {
+        const ls = shapeOf(a[0]!);
+        return renderMacro("distill_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), Kt: lastDim(shapeOf(a[1]!)), logits: buf(a[0], "logits"), ids: buf(a[1], "teacher ids"), probs: buf(a[2], "teacher probs"), mask: buf(a[3], "mask"), out });
+      }
       case "next_token_ce": {
         const ls = shapeOf(a[0]!);
         return renderMacro("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out });

@@ -4,7 +4,7 @@
  *
  *   fuse-epilogues      matmul + bias/residual add/activation -> one matmul with an epilogue
  *   fuse-gated-mlp      silu(x W1^T) * (x W3^T) -> one kernel reading x once (SwiGLU)
- *   fuse-lm-head-ce     next_token_ce(x Wout^T, ...) -> one kernel; logits never stored
+ *   fuse-lm-head-ce     next_token_ce / distill_ce(x Wout^T, ...) -> one kernel; logits never stored
  *   plan-buffers        liveness-based reuse of temporaries; peak bytes
  */
 import type { KArg, KKernel, KProgram, KStep } from "./kernel-ir.js";
@@ -123,19 +123,26 @@ const fuseGatedMlp: KernelPass = {
     }),
 };
 
-/** next_token_ce over logits that only the loss reads: the logits of one row at a time, never stored. */
+/**
+ * next_token_ce (-> matmul_ce) or distill_ce (-> matmul_distill_ce) over logits that only the loss
+ * reads: the logits of a few rows at a time, never stored. The fused kernel's args are the matmul's
+ * (x, w) followed by the loss's own args after the logits.
+ */
+const FUSED_LOSS: Record<string, string> = { next_token_ce: "matmul_ce", distill_ce: "matmul_distill_ce" };
+
 const fuseLmHeadCe: KernelPass = {
   name: "fuse-lm-head-ce",
   run: (p) =>
     rewrite(p, "fuse-lm-head-ce", (steps, uses) => {
       const out: KStep[] = [];
       for (const s of steps) {
-        if (s.kind === "kernel" && s.op === "next_token_ce") {
+        const fused = s.kind === "kernel" ? FUSED_LOSS[s.op] : undefined;
+        if (s.kind === "kernel" && fused) {
           const logits = s.args[0]!;
           const mm = "buffer" in logits ? producer(out, logits.buffer) : undefined;
           if (mm && mm.op === "matmul" && !mm.attrs["act"] && !mm.attrs["residual"] && mm.args.length === 2 && uses.get(mm.outputs[0]!) === 1) {
             out.splice(out.indexOf(mm), 1);
-            out.push({ kind: "kernel", op: "matmul_ce", args: [mm.args[0]!, mm.args[1]!, s.args[1]!, s.args[2]!], outputs: s.outputs, attrs: {}, from: [...mm.from, ...s.from] });
+            out.push({ kind: "kernel", op: fused, args: [mm.args[0]!, mm.args[1]!, ...s.args.slice(1)], outputs: s.outputs, attrs: {}, from: [...mm.from, ...s.from] });
             continue;
           }
         }

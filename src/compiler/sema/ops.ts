@@ -181,6 +181,26 @@ export const OPS: Record<string, OpSpec> = {
       return f32([]);
     },
   },
+  distill_ce: {
+    doc:
+      "distill_ce(logits[B, T, V], ids[B, T, K], probs[B, T, K], mask[B, T]) -> f32[]: mean over masked positions t+1 of the " +
+      "cross-entropy from a teacher's top-K next-token distribution at t (ids, probs, and one bucket for the rest) to softmax(logits[t])",
+    args: [
+      { name: "logits", kind: "float" }, { name: "ids", kind: "int" }, { name: "probs", kind: "float" }, { name: "mask", kind: "float" },
+    ],
+    attrs: {},
+    infer: (ctx, [logits, ids, probs, mask]) => {
+      rankIs(ctx, logits!, 3, 0, "logits [B, T, V]");
+      rankIs(ctx, ids!, 3, 1, "teacher ids [B, T, K]");
+      dimIs(ctx, ids!.shape[0]!, logits!.shape[0]!, 1, "the batch dimension");
+      dimIs(ctx, ids!.shape[1]!, logits!.shape[1]!, 1, "the sequence dimension");
+      sameShape(ctx, probs!, ids!, 2, "teacher probs and ids");
+      rankIs(ctx, mask!, 2, 3, "mask [B, T]");
+      dimIs(ctx, mask!.shape[0]!, logits!.shape[0]!, 3, "the batch dimension");
+      dimIs(ctx, mask!.shape[1]!, logits!.shape[1]!, 3, "the sequence dimension");
+      return f32([]);
+    },
+  },
   candidate_ce: {
     doc: "candidate_ce(logits[E*C, T, V], tokens[E*C, T], mask[E*C, T], label[E], candidates = C) -> f32[]: MeZO classification loss",
     args: [

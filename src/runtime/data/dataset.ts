@@ -21,8 +21,13 @@
  * answer token. A sequence longer than seqLen keeps BOS and loses tokens from the start of the prompt;
  * a candidate that leaves no room for at least one prompt token after BOS is an error.
  *
+ * - Distillation data (a safetensors file written by `qzo distill`; see distill.ts): token windows with
+ *   a teacher's top-K next-token distribution at each position.
+ *
  * Batches (makeBatch) feed the spec's losses:
  *   lm(tokens: i32[B, T], mask: f32[B, T])                       mask = 1 at t >= 1 on real tokens
+ *   distill(tokens, mask, teacher_ids: i32[B, T, K], teacher_probs: f32[B, T, K])  the lm batch plus the
+ *                                                                teacher's buckets (id 0, probability 0 as padding)
  *   classify(tokens: i32[E*C, T], mask: f32[E*C, T], label: i32[E])  row e*C + k is candidate k of
  *                                                                example e; mask = 1 on answer tokens
  * T is the longest sequence of the batch; shorter rows are padded with token 0 and mask 0.
@@ -37,6 +42,7 @@ import { QzoError } from "../../util/errors.js";
 import { philox4x32 } from "../rng/philox.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 import type { Batch } from "../train/backend.js";
+import { looksLikeSafetensors, readDistillData, type DistillDataset } from "./distill.js";
 
 /** Language-modelling data: token windows (each 2..seqLen tokens; a document's first starts with BOS). */
 export interface LmDataset {
@@ -63,11 +69,11 @@ export interface ClassifyDataset {
   examples: ClassifyExample[];
 }
 
-export type Dataset = LmDataset | ClassifyDataset;
+export type Dataset = LmDataset | ClassifyDataset | DistillDataset;
 
 /** Number of examples (windows or classification examples). */
 export function datasetSize(ds: Dataset): number {
-  return ds.kind === "lm" ? ds.windows.length : ds.examples.length;
+  return ds.kind === "classify" ? ds.examples.length : ds.windows.length;
 }
 
 interface Line {
@@ -100,9 +106,10 @@ function checkSeqLen(file: string, seqLen: number): void {
   if (!Number.isInteger(seqLen) || seqLen < 2) throw new QzoError(`${file}: sequence length ${seqLen}: expected an integer of at least 2`, 2);
 }
 
-/** Reads a dataset file (see the module comment for the formats). */
-export function loadDataset(file: string, tok: Tokenizer, seqLen: number): Dataset {
+/** Reads a dataset file (see the module comment for the formats); `context` bounds the windows of distillation data. */
+export function loadDataset(file: string, tok: Tokenizer, seqLen: number, context?: number): Dataset {
   checkSeqLen(file, seqLen);
+  if (looksLikeSafetensors(file)) return readDistillData(file, tok, context);
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
@@ -281,6 +288,23 @@ export function makeBatch(ds: Dataset, indices: readonly number[]): Batch {
     const rows = indices.map((i) => ds.windows[i]!);
     const { tokens, mask, T } = pad(rows, rows.map(() => 1));
     return { tokens: { shape: [rows.length, T], data: tokens }, mask: { shape: [rows.length, T], data: mask } };
+  }
+  if (ds.kind === "distill") {
+    const rows = indices.map((i) => ds.windows[i]!);
+    const { tokens, mask, T } = pad(rows, rows.map(() => 1));
+    const K = ds.K;
+    const ids = new Int32Array(rows.length * T * K);
+    const probs = new Float32Array(rows.length * T * K);
+    indices.forEach((i, b) => {
+      ids.set(ds.ids[i]!, b * T * K);
+      probs.set(ds.probs[i]!, b * T * K);
+    });
+    return {
+      tokens: { shape: [rows.length, T], data: tokens },
+      mask: { shape: [rows.length, T], data: mask },
+      teacher_ids: { shape: [rows.length, T, K], data: ids },
+      teacher_probs: { shape: [rows.length, T, K], data: probs },
+    };
   }
   const ex = indices.map((i) => ds.examples[i]!);
   const C = ex[0]!.sequences.length;

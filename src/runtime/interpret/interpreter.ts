@@ -59,6 +59,10 @@
  *                               mask[b,0] is ignored; positions with mask 0 are not read; log softmax is
  *                               l[y] - max - log(sum exp(l - max)); an all-zero mask or a target outside
  *                               [0, V) is a QzoError.
+ *  distill_ce(logits[B,T,V], ids[B,T,K], probs[B,T,K], mask[B,T])
+ *                               the teacher's top-K distribution at [b,t-1] (of token t) against softmax(logits[b,t-1]):
+ *                               K buckets plus one for the rest of the vocabulary, in float64 (ops.ts distillCe);
+ *                               weighted by mask[b,t] (t >= 1) and normalised like next_token_ce.
  *  candidate_ce(logits[E*C,T,V], tokens, mask, label[E], candidates = C)
  *                               sequence n = e*C + k scores
  *                               score[n] = sum_{t>=1} mask[n,t] log softmax(logits[n,t-1])[tokens[n,t]] / sum_{t>=1} mask[n,t]
@@ -365,6 +369,8 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
       return K.positions(x(0), intAttr(ctx, node, "offset"));
     case "next_token_ce":
       return K.nextTokenCe(x(0), x(1), x(2));
+    case "distill_ce":
+      return K.distillCe(x(0), x(1), x(2), x(3));
     case "candidate_ce":
       return K.candidateCe(x(0), x(1), x(2), x(3), intAttr(ctx, node, "candidates"));
     case "mse":

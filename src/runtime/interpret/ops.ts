@@ -368,6 +368,58 @@ export function nextTokenCe(logits: Tensor, tokens: Tensor, mask: Tensor): Tenso
   return { shape: [], data: Float32Array.of(loss / den) };
 }
 
+/** The floor of the student's tail mass (1 - sum of its probabilities at the teacher's ids) in distill_ce. */
+export const DISTILL_TAIL_FLOOR = 1e-12;
+
+/**
+ * Distillation cross-entropy: for b and t >= 1 with m = mask[b,t] != 0, the student row l = logits[b,t-1] and the
+ * teacher's top-K (ids, probs)[b,t-1] (its distribution of token t) give, in float64,
+ *   mx = max l, se = sum_v exp(l_v - mx), S = sum_k exp(l[id_k] - mx), P = sum_k probs_k,
+ *   loss_t = -sum_k probs_k (l[id_k] - mx - log se) - max(1 - P, 0) * log(max((se - S) / se, DISTILL_TAIL_FLOOR))
+ * (the cross-entropy over the K buckets plus one for the rest of the vocabulary); the result is
+ * sum m loss_t / sum m. Positions with mask 0 are skipped; an id outside [0, V) or an all-zero mask is a QzoError.
+ */
+export function distillCe(logits: Tensor, ids: Tensor, probs: Tensor, mask: Tensor): Tensor {
+  const l = floats(logits, "logits");
+  const id = ints(ids, "teacher ids");
+  const pr = floats(probs, "teacher probs");
+  const mk = floats(mask, "mask");
+  const [B, T, V] = logits.shape as [number, number, number];
+  const K = ids.shape[2]!;
+  let loss = 0;
+  let den = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 1; t < T; t++) {
+      const m = mk[b * T + t]!;
+      if (m === 0) continue;
+      const o = (b * T + t - 1) * V;
+      const q = (b * T + t - 1) * K;
+      let mx = -Infinity;
+      for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
+      let se = 0;
+      for (let i = 0; i < V; i++) se += Math.exp(l[o + i]! - mx);
+      const lse = Math.log(se);
+      let ce = 0;
+      let S = 0;
+      let P = 0;
+      for (let k = 0; k < K; k++) {
+        const v = id[q + k]!;
+        checkToken("distill_ce", v, V, b, t - 1);
+        const lv = l[o + v]! - mx;
+        ce -= pr[q + k]! * (lv - lse);
+        S += Math.exp(lv);
+        P += pr[q + k]!;
+      }
+      const w = 1 - P;
+      if (w > 0) ce -= w * Math.log(Math.max((se - S) / se, DISTILL_TAIL_FLOOR));
+      loss += m * ce;
+      den += m;
+    }
+  }
+  if (den === 0) throw new QzoError("distill_ce: the mask selects no prediction target (mask[b, t] is 0 for every t >= 1)");
+  return { shape: [], data: Float32Array.of(loss / den) };
+}
+
 /** Per-sequence scores of candidate_ce: mask-weighted mean over t >= 1 of log softmax(logits[n,t-1])[tokens[n,t]]. */
 export function candidateScores(logits: Tensor, tokens: Tensor, mask: Tensor): Float64Array {
   const l = floats(logits, "logits");

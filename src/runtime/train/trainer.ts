@@ -214,11 +214,11 @@ export function subset(data: TrainData, from: number, to: number): TrainData {
 }
 
 export interface DatasetScore {
-  kind: "lm" | "classify";
+  kind: Dataset["kind"];
   examples: number;
-  /** Mean loss: per predicted token (lm), per example (classify: cross-entropy over candidate scores). */
+  /** Mean loss: per predicted token (lm; distill: the distillation cross-entropy), per example (classify: cross-entropy over candidate scores). */
   loss: number;
-  /** lm: predicted tokens. */
+  /** lm, distill: predicted tokens. */
   tokens?: number;
   /** classify: fraction of examples whose gold candidate has the highest score. */
   accuracy?: number;
@@ -226,7 +226,7 @@ export interface DatasetScore {
 }
 
 /**
- * Scores a dataset with the model's graphs. lm: the `lm` loss (token-weighted mean). classify: the
+ * Scores a dataset with the model's graphs. lm, distill: the data's loss graph (token-weighted mean). classify: the
  * `forward` graph's logits; candidate k's score is the mean log-probability of its answer tokens
  * (log softmax in float64), the prediction is the argmax (the first on ties), the loss is
  * logsumexp(scores) - score[label], averaged over examples.
@@ -240,11 +240,11 @@ export interface Scorer {
 export function scoreDataset(m: ModuleIR, scorer: Scorer, ds: Dataset, batch: number): DatasetScore {
   const n = datasetSize(ds);
   const data = datasetData(ds);
-  if (ds.kind === "lm") {
+  if (ds.kind !== "classify") {
     let tokens = 0;
     const loss = evaluate(scorer, data, batch);
     for (const w of ds.windows) tokens += w.length - 1;
-    return { kind: "lm", examples: n, loss, tokens };
+    return { kind: ds.kind, examples: n, loss, tokens };
   }
   const fwd = m.graphs.find((g) => g.name === "forward");
   if (!fwd || fwd.inputs.length !== 1) throw new QzoError(`${m.source}: no 'forward(tokens)' graph to score candidates with`);
