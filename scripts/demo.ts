@@ -2,8 +2,10 @@
  * The main job (npm run demo): fine-tune the quantization scales of
  * stories260K Q4_0 (made by llama.cpp) with QZO on the CPU, on text the F32
  * model wrote itself, and measure held-out loss before and after, with qzo and
- * with llama.cpp on the exported GGUF. Prints how much of the Q4_0-to-F32 gap
- * was recovered and writes RUN_DIR/demo.json.
+ * with llama.cpp on the exported GGUF. The training data are that text with the
+ * F32 model's top-16 next-token distributions (qzo distill), so the loss is the
+ * distillation cross-entropy. Prints how much of the Q4_0-to-F32 gap was
+ * recovered and writes RUN_DIR/demo.json.
  *
  *   node dist/scripts/demo.js [--out RUN_DIR] [extra qzo train flags...]
  */
@@ -62,11 +64,13 @@ async function main(): Promise<void> {
   console.log(`held-out loss before: F32 ${f32.loss.toFixed(4)}, Q4_0 ${q4.loss.toFixed(4)} nats/token (gap ${(q4.loss - f32.loss).toFixed(4)}, ${f32.tokens} tokens)`);
   mkdirSync(out, { recursive: true });
   const t0 = Date.now();
-  await execa("node", [qzo, "train", "--model", Q4, "--data", TRAIN, "--out", out, ...extra], { stdio: "inherit" });
+  const targets = join(out, "train.distill.safetensors");
+  await execa("node", [qzo, "distill", "--model", F32, "--data", TRAIN, "--out", targets], { stdio: "inherit" });
+  await execa("node", [qzo, "train", "--model", Q4, "--data", targets, "--out", out, ...extra], { stdio: "inherit" });
   const seconds = (Date.now() - t0) / 1000;
   const tuned = await evalLoss(join(out, "model.gguf"));
   const recovered = (q4.loss - tuned.loss) / (q4.loss - f32.loss);
-  console.log(`held-out loss after ${seconds.toFixed(0)} s of training: ${tuned.loss.toFixed(4)} nats/token; recovered ${(100 * recovered).toFixed(1)}% of the Q4_0-to-F32 gap`);
+  console.log(`held-out loss after ${seconds.toFixed(0)} s of distillation and training: ${tuned.loss.toFixed(4)} nats/token; recovered ${(100 * recovered).toFixed(1)}% of the Q4_0-to-F32 gap`);
   const cpp = { f32: await llamaCppLoss(F32), q4_0: await llamaCppLoss(Q4), tuned: await llamaCppLoss(join(out, "model.gguf")) };
   if (cpp.f32 !== undefined && cpp.q4_0 !== undefined && cpp.tuned !== undefined) {
     const rc = (cpp.q4_0 - cpp.tuned) / (cpp.q4_0 - cpp.f32);

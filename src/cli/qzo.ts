@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { ModuleIR } from "../compiler/ir/ir.js";
+import { trainHyperFor, type ModuleIR } from "../compiler/ir/ir.js";
 import { datasetSize, loadDataset, makeBatch, type Dataset } from "../runtime/data/dataset.js";
 import { teacherTargets, tokenizerSha256, writeDistillData } from "../runtime/data/distill.js";
 import { exportModel } from "../runtime/export/export.js";
@@ -214,26 +214,6 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
     }
     const { bound, tok } = load(o);
     const m = bound.module;
-    // Defaults: the spec's train block, then (on --resume) the run's own settings; flags override.
-    const prev = o.resume ? (readRunJson(runJsonPath)?.["hyper"] as Record<string, unknown> | undefined) : undefined;
-    const base: TrainHyper = { ...m.train, seed: BigInt(m.train.seed) };
-    if (prev) Object.assign(base, { ...prev, seed: BigInt(String(prev["seed"] ?? base.seed)) });
-    const hp: TrainHyper = {
-      eps: o.eps ?? base.eps,
-      epsMode: o.relativeEps ? "relative" : o.absoluteEps ? "absolute" : base.epsMode,
-      lr: o.lr ?? base.lr,
-      schedule: o.schedule ?? base.schedule,
-      warmup: o.warmup ?? base.warmup,
-      clip: o.clip ?? base.clip,
-      directions: o.directions ?? base.directions,
-      z: o.z ?? base.z,
-      scaleFloor: o.scaleFloor ?? base.scaleFloor,
-      batch: o.batch ?? base.batch,
-      steps: o.steps ?? base.steps,
-      evalEvery: o.evalEvery ?? base.evalEvery,
-      seed: o.seed ?? base.seed,
-    };
-    checkHyper(hp);
     const ctx = contextOf(m);
     const prevSeqLen = o.resume ? readRunJson(runJsonPath)?.["seqLen"] : undefined;
     const seqLen = o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN));
@@ -260,6 +240,28 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
       evalWhat = "none (one example)";
     }
     const lossName = lossFor(m, ds);
+    // Defaults: the spec's train block (with the chosen loss's own block over it), then (on --resume)
+    // the run's own settings; flags override.
+    const prev = o.resume ? (readRunJson(runJsonPath)?.["hyper"] as Record<string, unknown> | undefined) : undefined;
+    const fromSpec = trainHyperFor(m.train, lossName);
+    const base: TrainHyper = { ...fromSpec, seed: BigInt(fromSpec.seed) };
+    if (prev) Object.assign(base, { ...prev, seed: BigInt(String(prev["seed"] ?? base.seed)) });
+    const hp: TrainHyper = {
+      eps: o.eps ?? base.eps,
+      epsMode: o.relativeEps ? "relative" : o.absoluteEps ? "absolute" : base.epsMode,
+      lr: o.lr ?? base.lr,
+      schedule: o.schedule ?? base.schedule,
+      warmup: o.warmup ?? base.warmup,
+      clip: o.clip ?? base.clip,
+      directions: o.directions ?? base.directions,
+      z: o.z ?? base.z,
+      scaleFloor: o.scaleFloor ?? base.scaleFloor,
+      batch: o.batch ?? base.batch,
+      steps: o.steps ?? base.steps,
+      evalEvery: o.evalEvery ?? base.evalEvery,
+      seed: o.seed ?? base.seed,
+    };
+    checkHyper(hp);
     const { backend, device } = selectBackend(bound, lossName, o.device);
     process.stderr.write(`qzo: training on ${device === "cpu" ? "the generated CPU kernels" : "the reference interpreter"}\n`);
     mkdirSync(runDir, { recursive: true });

@@ -169,7 +169,8 @@ describe("qzo train", () => {
     const r = await qzo("train", "--model", Q4, "--data", kd, "--out", run, "--steps", "2", "--batch", "2");
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toContain("loss distill");
-    expect(JSON.parse(readFileSync(join(run, "run.json"), "utf8"))).toMatchObject({ status: "done", seqLen: 24, loss: "distill" });
+    // The spec's `train distill` settings, under the flags.
+    expect(JSON.parse(readFileSync(join(run, "run.json"), "utf8"))).toMatchObject({ status: "done", seqLen: 24, loss: "distill", hyper: { lr: 5e-3, steps: 2, batch: 2, evalEvery: 1500 } });
     expect(existsSync(join(run, "model.gguf"))).toBe(true);
     const ev = await qzo("eval", "--model", join(run, "model.gguf"), "--data", kd, "--json");
     expect(ev.exitCode, ev.stderr).toBe(0);

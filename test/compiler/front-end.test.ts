@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { checkFile, checkSource } from "../../src/compiler/check.js";
 import { moduleFromJson, moduleToJson } from "../../src/compiler/ir/json.js";
 import { printModule } from "../../src/compiler/ir/print.js";
-import type { GraphIR, ModuleIR } from "../../src/compiler/ir/ir.js";
+import { trainHyperFor, type GraphIR, type ModuleIR } from "../../src/compiler/ir/ir.js";
 import { SourceFile } from "../../src/compiler/source.js";
 import { parseSource } from "../../src/compiler/syntax/parse.js";
 import { prettyPrint } from "../../src/compiler/syntax/pretty.js";
@@ -129,6 +129,13 @@ describe("models/llama.qzo lowered to IR", () => {
       "wq.scale", "wk.scale", "wv.scale", "wo.scale", "w1.scale", "w3.scale", "output.scale",
     ]);
     expect(m.train).toMatchObject({ eps: 1e-2, epsMode: "relative", lr: 2e-3, schedule: "linear", clip: 100, batch: 16, steps: 2500 });
+  });
+
+  it("has the distill loss's own hyperparameters over the train block's (train distill { ... })", () => {
+    expect(m.train.byLoss).toEqual({ distill: { lr: 5e-3, batch: 8, steps: 9000, evalEvery: 1500 } });
+    expect(trainHyperFor(m.train, "distill")).toMatchObject({ eps: 1e-2, epsMode: "relative", lr: 5e-3, schedule: "linear", batch: 8, steps: 9000, evalEvery: 1500 });
+    expect(trainHyperFor(m.train, "lm")).toMatchObject({ lr: 2e-3, batch: 16, steps: 2500 });
+    expect(printModule(m)).toContain("  with loss distill: lr 0.005; batch 8; steps 9000; eval_every 1500");
   });
 
   it("serializes to JSON and back without loss", () => {

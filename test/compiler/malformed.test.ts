@@ -411,6 +411,13 @@ describe("train block errors", () => {
   it("a setting given twice", () => {
     expect(check(train("lr = 1e-3", "lr = 1e-4"))).toEqual(["bad.qzo:30:5: error: 'lr' is set twice"]);
   });
+  it("per-loss blocks: an unknown loss, a loss given twice, loss or trainable inside, a second unnamed block", () => {
+    const extra = (text: string) => edit(["  train {\n", `${text}\n  train {\n`]);
+    expect(check(extra("  train lmm { lr = 1e-3 }"))).toEqual(["bad.qzo:27:9: error: 'train lmm' names no loss of this model (lm)\nhint: did you mean 'lm'?"]);
+    expect(check(extra("  train lm { lr = 1e-3 }\n  train lm { lr = 1e-4 }"))).toEqual(["bad.qzo:28:9: error: the settings for loss 'lm' are given twice"]);
+    expect(check(extra('  train lm {\n    trainable = weights("out")\n  }'))).toEqual(["bad.qzo:28:5: error: 'trainable' belongs in the model's train block, not in 'train lm'"]);
+    expect(check(extra("  train {\n    lr = 1e-3\n  }"))).toEqual(["bad.qzo:30:3: error: a model has one train block (and at most one 'train LOSS { ... }' per loss)"]);
+  });
   it("relative on a setting other than eps", () => {
     expect(check(train("lr = 1e-3 relative", "eps = 1e-3 relative"))).toEqual(["bad.qzo:29:15: error: 'relative' only applies to eps"]);
   });

@@ -206,6 +206,17 @@ export interface TrainIR {
   steps: number;
   evalEvery: number;
   seed: number;
+  /** Per loss (`train LOSS { ... }`), the settings that replace the ones above when training with it. */
+  byLoss: Record<string, Partial<TrainHyperIR>>;
+}
+
+/** The hyperparameters of a train block (everything but the loss and the trainable selection). */
+export type TrainHyperIR = Omit<TrainIR, "loss" | "trainable" | "byLoss">;
+
+/** The hyperparameters for training with `loss`: the train block's, with that loss's own block over them. */
+export function trainHyperFor(t: TrainIR, loss: string): TrainHyperIR {
+  const { loss: _l, trainable: _t, byLoss, ...base } = t;
+  return { ...base, ...(byLoss[loss] ?? {}) };
 }
 
 export interface ModuleIR {

@@ -7,7 +7,7 @@
 import type { ModuleIR } from "./ir.js";
 import { QzoError } from "../../util/errors.js";
 
-export const IR_VERSION = 1;
+export const IR_VERSION = 2;
 
 export function moduleToJson(m: ModuleIR): string {
   return JSON.stringify({ qzoIR: IR_VERSION, module: m }, null, 1) + "\n";

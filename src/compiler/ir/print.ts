@@ -30,6 +30,7 @@ export function printModule(m: ModuleIR): string {
     `  loss ${t.loss || "(none)"}; eps ${t.eps} ${t.epsMode}; lr ${t.lr} ${t.schedule}${t.warmup ? ` warmup ${t.warmup}` : ""}; clip ${t.clip}; directions ${t.directions}; z ${t.z}`,
     `  scale_floor ${t.scaleFloor}; batch ${t.batch}; steps ${t.steps}; eval_every ${t.evalEvery}; seed ${t.seed}`,
     `  trainable (${t.trainable.length}): ${t.trainable.map((x) => `${x.param}.${x.field}`).join(", ") || "(none)"}`,
+    ...Object.entries(t.byLoss).map(([loss, h]) => `  with loss ${loss}: ${Object.entries(h).map(([k, v]) => `${k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} ${v}`).join("; ")}`),
   );
   return out.join("\n") + "\n";
 }

@@ -87,8 +87,7 @@ class ModelChecker {
       if (ir) graphs.push(ir);
     }
     const trains = this.model.items.filter((i): i is A.TrainBlock => i.kind === "train");
-    for (const extra of trains.slice(1)) this.diags.error(extra.span, "a model has one train block");
-    const train = checkTrain(trains[0], this.model, [...this.graphs.values()], [...this.params.values()].map((p) => p.ir), this.failedParams, new Set([...this.formats.values()].filter((f) => f.min).map((f) => f.name)), this.diags);
+    const train = checkTrain(trains, this.model, [...this.graphs.values()], [...this.params.values()].map((p) => p.ir), this.failedParams, new Set([...this.formats.values()].filter((f) => f.min).map((f) => f.name)), this.diags);
     if (this.diags.hasErrors || !train) return undefined;
     return {
       name: this.model.name.name,

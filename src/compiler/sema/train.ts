@@ -10,10 +10,10 @@
  */
 import type * as A from "../syntax/ast.js";
 import type { DiagnosticBag } from "../diagnostics.js";
-import type { ParamIR, TrainIR, TrainableIR } from "../ir/ir.js";
+import type { ParamIR, TrainHyperIR, TrainIR, TrainableIR } from "../ir/ir.js";
 import { attempt, describeExpr, evalNumber, fail, suggest } from "./evaluate.js";
 
-export const TRAIN_DEFAULTS: Omit<TrainIR, "loss" | "trainable"> = {
+export const TRAIN_DEFAULTS: TrainHyperIR = {
   eps: 1e-3,
   epsMode: "absolute",
   lr: 1e-7,
@@ -51,8 +51,13 @@ const ENUMS: Record<string, readonly string[]> = {
 
 export const TRAIN_KEYS = ["loss", "trainable", ...Object.keys(NUMERIC), ...Object.keys(ENUMS)];
 
+/**
+ * The model's train blocks: at most one unnamed block (the loss, the trainable selection and the
+ * hyperparameters) and at most one `train LOSS { ... }` per loss, whose hyperparameters replace the
+ * unnamed block's when training with that loss.
+ */
 export function checkTrain(
-  block: A.TrainBlock | undefined,
+  blocks: A.TrainBlock[],
   model: A.ModelDecl,
   graphs: A.GraphDecl[],
   params: ParamIR[],
@@ -61,7 +66,44 @@ export function checkTrain(
   diags: DiagnosticBag,
 ): TrainIR | undefined {
   const losses = graphs.filter((g) => g.role === "loss").map((g) => g.name.name);
-  const out: TrainIR = { ...TRAIN_DEFAULTS, loss: losses.includes("lm") ? "lm" : losses[0] ?? "", trainable: [] };
+  const main = blocks.filter((b) => !b.loss);
+  for (const extra of main.slice(1)) diags.error(extra.span, "a model has one train block (and at most one 'train LOSS { ... }' per loss)");
+  const out: TrainIR = { ...TRAIN_DEFAULTS, loss: losses.includes("lm") ? "lm" : losses[0] ?? "", trainable: [], byLoss: {} };
+  const trainableExpr = settings(main[0], losses, out, diags);
+  for (const b of blocks.filter((x) => x.loss)) {
+    const name = b.loss!;
+    if (!losses.includes(name.name)) {
+      diags.error(name.span, `'train ${name.name}' names no loss of this model (${losses.join(", ") || "it declares none"})`, suggest(name.name, losses));
+      continue;
+    }
+    if (out.byLoss[name.name]) {
+      diags.error(name.span, `the settings for loss '${name.name}' are given twice`);
+      continue;
+    }
+    const own: TrainIR = { ...out, byLoss: {} };
+    settings(b, losses, own, diags);
+    const changed: Partial<TrainHyperIR> = {};
+    for (const s of b.settings) {
+      const key = NUMERIC[s.key.name]?.key ?? s.key.name;
+      if (s.key.name === "loss" || s.key.name === "trainable") {
+        diags.error(s.key.span, `'${s.key.name}' belongs in the model's train block, not in 'train ${name.name}'`);
+      } else if (key in own) {
+        (changed as Record<string, unknown>)[key] = (own as unknown as Record<string, unknown>)[key];
+        if (key === "eps") changed.epsMode = own.epsMode;
+      }
+    }
+    out.byLoss[name.name] = changed;
+  }
+  const block = main[0];
+  if (block && losses.length === 0) diags.error(block.span, `model '${model.name.name}' has a train block but no loss`, "declare one: loss lm(tokens: i32[B, T], mask: f32[B, T]) { ... }");
+  const selected = trainableExpr ? attempt(() => selection(trainableExpr!, params, failedParams, formatsWithMin, diags)) : defaultSelection(params);
+  if (!selected) return undefined;
+  out.trainable = selected;
+  return out;
+}
+
+/** Applies one block's settings to `out`; returns its trainable expression, if any. */
+function settings(block: A.TrainBlock | undefined, losses: string[], out: TrainIR, diags: DiagnosticBag): A.Expr | undefined {
   let trainableExpr: A.Expr | undefined;
   const seen = new Set<string>();
   for (const s of block?.settings ?? []) {
@@ -99,11 +141,7 @@ export function checkTrain(
       }
     });
   }
-  if (block && losses.length === 0) diags.error(block.span, `model '${model.name.name}' has a train block but no loss`, "declare one: loss lm(tokens: i32[B, T], mask: f32[B, T]) { ... }");
-  const selected = trainableExpr ? attempt(() => selection(trainableExpr!, params, failedParams, formatsWithMin, diags)) : defaultSelection(params);
-  if (!selected) return undefined;
-  out.trainable = selected;
-  return out;
+  return trainableExpr;
 }
 
 function defaultSelection(params: ParamIR[]): TrainableIR[] {

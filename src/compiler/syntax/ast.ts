@@ -341,6 +341,8 @@ export interface ReturnStmt extends Node, Commented {
 
 export interface TrainBlock extends Node, Commented {
   kind: "train";
+  /** `train distill { ... }`: settings for training with that loss, over the unnamed block's. */
+  loss?: Ident;
   settings: TrainSetting[];
   endComments: string[];
 }

@@ -420,10 +420,14 @@ class QzoParser extends EmbeddedActionsParser {
   private trainBlock = this.RULE("trainBlock", (): A.TrainBlock => {
     const start = this.CONSUME(T.Train);
     const settings: A.TrainSetting[] = [];
+    let loss: A.Ident | undefined;
+    this.OPTION(() => {
+      loss = this.SUBRULE(this.name);
+    });
     this.CONSUME(T.LBrace);
     this.MANY(() => settings.push(this.SUBRULE(this.trainSetting)));
     this.CONSUME(T.RBrace);
-    return this.ACTION(() => ({ kind: "train", settings, leading: [], endComments: [], span: this.from(start) }));
+    return this.ACTION(() => ({ kind: "train", ...(loss ? { loss } : {}), settings, leading: [], endComments: [], span: this.from(start) }));
   });
 
   private trainSetting = this.RULE("trainSetting", (): A.TrainSetting => {

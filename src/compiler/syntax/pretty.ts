@@ -154,7 +154,7 @@ function modelItem(out: string[], ind: string, it: A.ModelItem): void {
       return;
     }
     case "train":
-      block(out, ind, it, "train", it.endComments, () => {
+      block(out, ind, it, it.loss ? `train ${it.loss.name}` : "train", it.endComments, () => {
         for (const s of it.settings) item(out, ind + IND, s, `${s.key.name} = ${expr(s.value)}${s.modifier ? ` ${s.modifier.name}` : ""}`);
       });
       return;
