@@ -350,22 +350,32 @@ function checkToken(what: string, id: number, V: number, b: number, t: number): 
 export function nextTokenCe(logits: Tensor, tokens: Tensor, mask: Tensor): Tensor {
   const l = floats(logits, "logits");
   const tok = ints(tokens, "tokens");
-  const mk = floats(mask, "mask");
   const [B, T, V] = logits.shape as [number, number, number];
-  let loss = 0;
+  return maskedMean("next_token_ce", mask, B, T, (b, t) => {
+    const target = tok[b * T + t]!;
+    checkToken("next_token_ce", target, V, b, t);
+    return -logProb(l, (b * T + t - 1) * V, V, target);
+  });
+}
+
+/**
+ * sum over b and t >= 1 of mask[b,t] * loss(b, t), divided by the sum of those mask values; positions with
+ * mask 0 are skipped. An all-zero mask is a QzoError.
+ */
+function maskedMean(what: string, mask: Tensor, B: number, T: number, loss: (b: number, t: number) => number): Tensor {
+  const mk = floats(mask, "mask");
+  let sum = 0;
   let den = 0;
   for (let b = 0; b < B; b++) {
     for (let t = 1; t < T; t++) {
       const m = mk[b * T + t]!;
       if (m === 0) continue;
-      const target = tok[b * T + t]!;
-      checkToken("next_token_ce", target, V, b, t);
-      loss -= m * logProb(l, (b * T + t - 1) * V, V, target);
+      sum += m * loss(b, t);
       den += m;
     }
   }
-  if (den === 0) throw new QzoError("next_token_ce: the mask selects no prediction target (mask[b, t] is 0 for every t >= 1)");
-  return { shape: [], data: Float32Array.of(loss / den) };
+  if (den === 0) throw new QzoError(`${what}: the mask selects no prediction target (mask[b, t] is 0 for every t >= 1)`);
+  return { shape: [], data: Float32Array.of(sum / den) };
 }
 
 /** The floor of the student's tail mass (1 - sum of its probabilities at the teacher's ids) in distill_ce. */
@@ -383,41 +393,31 @@ export function distillCe(logits: Tensor, ids: Tensor, probs: Tensor, mask: Tens
   const l = floats(logits, "logits");
   const id = ints(ids, "teacher ids");
   const pr = floats(probs, "teacher probs");
-  const mk = floats(mask, "mask");
   const [B, T, V] = logits.shape as [number, number, number];
   const K = ids.shape[2]!;
-  let loss = 0;
-  let den = 0;
-  for (let b = 0; b < B; b++) {
-    for (let t = 1; t < T; t++) {
-      const m = mk[b * T + t]!;
-      if (m === 0) continue;
-      const o = (b * T + t - 1) * V;
-      const q = (b * T + t - 1) * K;
-      let mx = -Infinity;
-      for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
-      let se = 0;
-      for (let i = 0; i < V; i++) se += Math.exp(l[o + i]! - mx);
-      const lse = Math.log(se);
-      let ce = 0;
-      let S = 0;
-      let P = 0;
-      for (let k = 0; k < K; k++) {
-        const v = id[q + k]!;
-        checkToken("distill_ce", v, V, b, t - 1);
-        const lv = l[o + v]! - mx;
-        ce -= pr[q + k]! * (lv - lse);
-        S += Math.exp(lv);
-        P += pr[q + k]!;
-      }
-      const w = 1 - P;
-      if (w > 0) ce -= w * Math.log(Math.max((se - S) / se, DISTILL_TAIL_FLOOR));
-      loss += m * ce;
-      den += m;
+  return maskedMean("distill_ce", mask, B, T, (b, t) => {
+    const o = (b * T + t - 1) * V;
+    const q = (b * T + t - 1) * K;
+    let mx = -Infinity;
+    for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
+    let se = 0;
+    for (let i = 0; i < V; i++) se += Math.exp(l[o + i]! - mx);
+    const lse = Math.log(se);
+    let ce = 0;
+    let S = 0;
+    let P = 0;
+    for (let k = 0; k < K; k++) {
+      const v = id[q + k]!;
+      checkToken("distill_ce", v, V, b, t - 1);
+      const lv = l[o + v]! - mx;
+      ce -= pr[q + k]! * (lv - lse);
+      S += Math.exp(lv);
+      P += pr[q + k]!;
     }
-  }
-  if (den === 0) throw new QzoError("distill_ce: the mask selects no prediction target (mask[b, t] is 0 for every t >= 1)");
-  return { shape: [], data: Float32Array.of(loss / den) };
+    const w = 1 - P;
+    if (w > 0) ce -= w * Math.log(Math.max((se - S) / se, DISTILL_TAIL_FLOOR));
+    return ce;
+  });
 }
 
 /** Per-sequence scores of candidate_ce: mask-weighted mean over t >= 1 of log softmax(logits[n,t-1])[tokens[n,t]]. */
