@@ -5,7 +5,8 @@ generated libraries through their C ABI (ctypes), exactly as the Node runtime do
 
   1. every generated kernel, through the graphs that use them, against the CPU backend on fresh
      random inputs (same seeds, same z): forward logits by ||gpu - cpu|| / ||cpu|| (outputs poisoned
-     with NaN first, every element must be written), losses with and without perturbation, and the
+     with NaN first, every element must be written), losses with and without perturbation (the lm
+     loss, and the distill loss against a random top-8 teacher where the spec has one), and the
      QZO update of every trainable tensor (<= 1 float32 ulp for gaussian z, exact for rademacher);
   2. a short QZO run of stories260K Q4_0 on the GPU against the CPU trajectory;
   3. the fused dequant-perturb-matmul at M = 1, 16, 256, 4096 on Llama-2-7B layer shapes for q4_0

@@ -7,7 +7,9 @@
  *   correctness/<case>/  lib.so (CUDA, fat or --archs), manifest.json, weights.bin (every weight
  *                        slot's host array, back to back), and cases.json: for each (B, T) and each
  *                        perturbation, the inputs (tokens, mask) and the CPU backend's outputs
- *                        (logits, loss, the masters after one update with each z distribution).
+ *                        (logits, loss, the masters after one update with each z distribution), and
+ *                        for specs with a distill loss a random top-8 teacher and its distill losses;
+ *                        cpu.so: every graph of lib.so built for the CPU (for --selftest-cpu).
  *                        (B, T) = (1, 8): M = 8, the small-M path; (2, 24): M = 48, partial tiles;
  *                        (4, 64): M = 256, full tiles. The CPU backend is the reference (it agrees
  *                        with the float64-reduction interpreter to 1e-5, test/backends/cpu-vs-interpreter).
