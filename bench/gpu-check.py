@@ -204,7 +204,7 @@ def correctness(index, only=None):
         RESULTS["correctness"].append(row)
         if not ok:
             RESULTS["failed"].append(f"correctness:{c['name']}")
-        log(f"correctness {c['name']:22s} {'PASS' if ok else 'FAIL'}  logits rel {[round(x.get('logits_rel', 0), 6) for x in row['runs']]}  loss rel max {max(max(x['loss_rel']) for x in row['runs']):.2e}  distill rel max {max((max(x.get('distill_rel', [0])) for x in row['runs'])):.2e}  update ulps {[x['max_ulps'] for x in row['update']]}")
+        log(f"correctness {c['name']:22s} {'PASS' if ok else 'FAIL'}  logits rel {[round(x.get('logits_rel', 0), 6) for x in row['runs']]}  loss rel max {max(max(x['loss_rel']) for x in row['runs']):.2e}  distill rel max {max((max(x['distill_rel']) for x in row['runs'] if 'distill_rel' in x), default=float('nan')):.2e}  update ulps {[x['max_ulps'] for x in row['update']]}")
 
 
 def training(index):
