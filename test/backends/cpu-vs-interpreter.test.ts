@@ -48,15 +48,20 @@ const cases: [string, string, Record<string, string | number>, boolean?][] = [
   ["fixture-only q5_sym", "test/fixtures/specs/tiny_q5.qzo", {}],
 ];
 
+/** The checked spec, a random model (seed) of it, its CPU backend for `loss`, and its vocabulary size. */
+function setup(spec: string, overrides: Record<string, string | number>, seed: number, loss: string, unfused?: boolean) {
+  const r = checkFile(`${root}${spec}`, overrides);
+  expect(r.diagnostics.map((d) => d.message)).toEqual([]);
+  const m = r.modules[0]!;
+  const model = randomModel(m, seed);
+  const cpu = createCpuBackend(model, { loss, threads: 2, unfused: Boolean(unfused) });
+  return { m, model, cpu, vocab: m.config.find((c) => c.name === "vocab")!.value.value as number };
+}
+
 describe("generated CPU kernels agree with the reference interpreter", () => {
   it.each(cases)("%s", (_name, spec, overrides, unfused) => {
-    const r = checkFile(`${root}${spec}`, overrides);
-    expect(r.diagnostics.map((d) => d.message)).toEqual([]);
-    const m = r.modules[0]!;
-    const model = randomModel(m, 7);
-    const cpu = createCpuBackend(model, { loss: "lm", threads: 2, unfused: Boolean(unfused) });
+    const { m, model, cpu, vocab } = setup(spec, overrides, 7, "lm", unfused);
     try {
-      const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
       const batch = lmBatch(3, 2, 16, vocab);
       const logitsCpu = cpu.forward(batch["tokens"]!.data as Int32Array, 2, 16);
       const logitsRef = runGraph(m, "forward", { tokens: batch["tokens"]! }, model.weights).data;
@@ -88,13 +93,8 @@ describe("generated CPU kernels agree with the reference interpreter", () => {
 describe("the distill loss: generated CPU kernels agree with the reference interpreter", () => {
   const distillCases = cases.filter(([name]) => name === "llama q4_0" || name === "llama q4_0, unfused baseline kernels" || name.startsWith("opt"));
   it.each(distillCases)("%s", (_name, spec, overrides, unfused) => {
-    const r = checkFile(`${root}${spec}`, overrides);
-    expect(r.diagnostics.map((d) => d.message)).toEqual([]);
-    const m = r.modules[0]!;
-    const model = randomModel(m, 11);
-    const cpu = createCpuBackend(model, { loss: "distill", threads: 2, unfused: Boolean(unfused) });
+    const { m, model, cpu, vocab } = setup(spec, overrides, 11, "distill", unfused);
     try {
-      const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
       const batch = distillBatch(5, 2, 16, vocab, 8, 0.9, 0.2);
       expect(rel(cpu.loss(batch), runGraph(m, "distill", batch, model.weights).data[0]!)).toBeLessThan(1e-5);
       const p: Perturbation = { seedLo: 0x77, seedHi: 0x88, sign: 1, eps: 1e-2, epsMode: "relative", dist: "gaussian" };
