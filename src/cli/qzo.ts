@@ -153,6 +153,14 @@ function contextOf(m: ModuleIR): number | undefined {
   return typeof v === "number" ? v : undefined;
 }
 
+/** The window length: the requested one (else DEFAULT_SEQ_LEN capped by the context), checked against the context. */
+function windowLength(m: ModuleIR, requested: number | undefined): { ctx: number | undefined; seqLen: number } {
+  const ctx = contextOf(m);
+  const seqLen = requested ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
+  if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+  return { ctx, seqLen };
+}
+
 /** The loss graph for a data set: the spec's train.loss when its inputs are the batch's, else the graph named after the data kind. */
 function lossFor(m: ModuleIR, ds: Dataset): string {
   const keys = Object.keys(makeBatch(ds, [0])).sort().join(",");
@@ -214,10 +222,8 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
     }
     const { bound, tok } = load(o);
     const m = bound.module;
-    const ctx = contextOf(m);
     const prevSeqLen = o.resume ? readRunJson(runJsonPath)?.["seqLen"] : undefined;
-    const seqLen = o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN));
-    if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+    const { ctx, seqLen } = windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined));
     const ds = loadDataset(o.data, tok, seqLen, ctx);
     if (ds.kind === "distill" && o.seqLen !== undefined && o.seqLen !== ds.seqLen) {
       throw new QzoError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
@@ -335,9 +341,7 @@ modelOptions(program.command("distill").description("write a teacher model's top
   .action((o: ModelOpts & { data: string; out: string; topK: number; seqLen?: number; batch: number }) => {
     const { bound, tok } = load(o);
     const m = bound.module;
-    const ctx = contextOf(m);
-    const seqLen = o.seqLen ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
-    if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+    const { ctx, seqLen } = windowLength(m, o.seqLen);
     if (o.topK > tok.vocabSize) throw new QzoError(`--top-k ${o.topK} exceeds the vocabulary of ${tok.vocabSize} tokens`, 2);
     const ds = loadDataset(o.data, tok, seqLen, ctx);
     if (ds.kind !== "lm") throw new QzoError(`${o.data}: ${ds.kind} data: expected language-modelling text to distill`);
@@ -384,9 +388,7 @@ modelOptions(program.command("eval").description("accuracy (classification data)
   .action((o: ModelOpts & { data: string; checkpoint?: string; seqLen?: number; batch: number; json?: boolean }) => {
     const { bound, tok } = load(o);
     const m = bound.module;
-    const ctx = contextOf(m);
-    const seqLen = o.seqLen ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
-    if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+    const { ctx, seqLen } = windowLength(m, o.seqLen);
     const ds = loadDataset(o.data, tok, seqLen, ctx);
     const { backend, forward } = selectBackend(bound, ds.kind === "classify" ? "lm" : lossFor(m, ds), o.device);
     if (o.checkpoint) {

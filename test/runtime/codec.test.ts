@@ -18,6 +18,7 @@ import { compileIndexExpr, evalIndexExpr } from "../../src/runtime/quant/index-e
 import { quantizeRTN, quantizeRTNRaw, rtnRule } from "../../src/runtime/quant/quantize.js";
 import { type PackedTensor, scaleCount } from "../../src/runtime/quant/types.js";
 import { QzoError } from "../../src/util/errors.js";
+import { rng } from "../support/random-model.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MODELS = fileURLToPath(new URL("../../../shared/models/", import.meta.url));
@@ -42,17 +43,6 @@ const fmt = (name: string): FormatIR => {
   return f;
 };
 
-/** mulberry32: a small deterministic PRNG for test data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const r = rng(seed);

@@ -80,19 +80,17 @@ export function checkTrain(
       diags.error(name.span, `the settings for loss '${name.name}' are given twice`);
       continue;
     }
-    const own: TrainIR = { ...out, byLoss: {} };
-    settings(b, losses, own, diags);
-    const changed: Partial<TrainHyperIR> = {};
     for (const s of b.settings) {
-      const key = NUMERIC[s.key.name]?.key ?? s.key.name;
       if (s.key.name === "loss" || s.key.name === "trainable") {
         diags.error(s.key.span, `'${s.key.name}' belongs in the model's train block, not in 'train ${name.name}'`);
-      } else if (key in own) {
-        (changed as Record<string, unknown>)[key] = (own as unknown as Record<string, unknown>)[key];
-        if (key === "eps") changed.epsMode = own.epsMode;
       }
     }
-    out.byLoss[name.name] = changed;
+    // The loss's own settings: those of the train block that its block changes.
+    const own: TrainIR = { ...out, byLoss: {} };
+    settings(b, losses, own, diags);
+    const changed: Record<string, unknown> = {};
+    for (const key of Object.keys(TRAIN_DEFAULTS) as (keyof TrainHyperIR)[]) if (own[key] !== out[key]) changed[key] = own[key];
+    out.byLoss[name.name] = changed as Partial<TrainHyperIR>;
   }
   const block = main[0];
   if (block && losses.length === 0) diags.error(block.span, `model '${model.name.name}' has a train block but no loss`, "declare one: loss lm(tokens: i32[B, T], mask: f32[B, T]) { ... }");

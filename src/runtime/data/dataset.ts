@@ -284,14 +284,11 @@ export function makeBatch(ds: Dataset, indices: readonly number[]): Batch {
   for (const i of indices) {
     if (!Number.isInteger(i) || i < 0 || i >= n) throw new QzoError(`${ds.file}: example index ${i} is out of range: expected 0..${n - 1}`);
   }
-  if (ds.kind === "lm") {
+  if (ds.kind !== "classify") {
     const rows = indices.map((i) => ds.windows[i]!);
     const { tokens, mask, T } = pad(rows, rows.map(() => 1));
-    return { tokens: { shape: [rows.length, T], data: tokens }, mask: { shape: [rows.length, T], data: mask } };
-  }
-  if (ds.kind === "distill") {
-    const rows = indices.map((i) => ds.windows[i]!);
-    const { tokens, mask, T } = pad(rows, rows.map(() => 1));
+    const lm: Batch = { tokens: { shape: [rows.length, T], data: tokens }, mask: { shape: [rows.length, T], data: mask } };
+    if (ds.kind === "lm") return lm;
     const K = ds.K;
     const ids = new Int32Array(rows.length * T * K);
     const probs = new Float32Array(rows.length * T * K);
@@ -299,12 +296,7 @@ export function makeBatch(ds: Dataset, indices: readonly number[]): Batch {
       ids.set(ds.ids[i]!, b * T * K);
       probs.set(ds.probs[i]!, b * T * K);
     });
-    return {
-      tokens: { shape: [rows.length, T], data: tokens },
-      mask: { shape: [rows.length, T], data: mask },
-      teacher_ids: { shape: [rows.length, T, K], data: ids },
-      teacher_probs: { shape: [rows.length, T, K], data: probs },
-    };
+    return { ...lm, teacher_ids: { shape: [rows.length, T, K], data: ids }, teacher_probs: { shape: [rows.length, T, K], data: probs } };
   }
   const ex = indices.map((i) => ds.examples[i]!);
   const C = ex[0]!.sequences.length;

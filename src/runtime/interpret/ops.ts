@@ -330,13 +330,19 @@ export function positions(tokens: Tensor, offset: number): Tensor {
 
 // ------------------------------------------------------------------ losses
 
-/** log softmax(row)[target] in float64, for row = logits[o .. o + V). */
-function logProb(l: Float32Array, o: number, V: number, target: number): number {
+/** The max of row = logits[o .. o + V) and the sum of exp(row - max), in float64. */
+function softmaxStats(l: Float32Array, o: number, V: number): { mx: number; se: number } {
   let mx = -Infinity;
   for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
-  let sum = 0;
-  for (let i = 0; i < V; i++) sum += Math.exp(l[o + i]! - mx);
-  return l[o + target]! - mx - Math.log(sum);
+  let se = 0;
+  for (let i = 0; i < V; i++) se += Math.exp(l[o + i]! - mx);
+  return { mx, se };
+}
+
+/** log softmax(row)[target] in float64, for row = logits[o .. o + V). */
+function logProb(l: Float32Array, o: number, V: number, target: number): number {
+  const { mx, se } = softmaxStats(l, o, V);
+  return l[o + target]! - mx - Math.log(se);
 }
 
 function checkToken(what: string, id: number, V: number, b: number, t: number): void {
@@ -398,10 +404,7 @@ export function distillCe(logits: Tensor, ids: Tensor, probs: Tensor, mask: Tens
   return maskedMean("distill_ce", mask, B, T, (b, t) => {
     const o = (b * T + t - 1) * V;
     const q = (b * T + t - 1) * K;
-    let mx = -Infinity;
-    for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
-    let se = 0;
-    for (let i = 0; i < V; i++) se += Math.exp(l[o + i]! - mx);
+    const { mx, se } = softmaxStats(l, o, V);
     const lse = Math.log(se);
     let ce = 0;
     let S = 0;
