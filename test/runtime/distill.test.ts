@@ -206,6 +206,31 @@ describe("distillation data files", () => {
     expect(msg).not.toContain("\n");
   });
 
+  it("a missing tensor, a wrong dtype and mismatched shapes: one line each", () => {
+    const meta = { format: "qzo-distill", version: "1", tokenizer_sha256: tokenizerSha256(tok) };
+    const i32 = (n: number) => new Uint8Array(new Int32Array(n).buffer);
+    const cases: [string, Parameters<typeof writeSafetensors>[1], RegExp][] = [
+      ["no-lengths", [{ name: "tokens", dtype: "I32", shape: [1, 4], data: i32(4) }], /tensor "lengths" is missing: expected I32 of rank 1/],
+      ["f32-tokens", [{ name: "tokens", dtype: "F32", shape: [1, 4], data: i32(4) }], /tensor "tokens" is F32\[1, 4\]: expected I32 of rank 2/],
+      [
+        "short-ids",
+        [
+          { name: "tokens", dtype: "I32", shape: [1, 4], data: i32(4) },
+          { name: "lengths", dtype: "I32", shape: [1], data: i32(1) },
+          { name: "teacher_ids", dtype: "I32", shape: [1, 3, 2], data: i32(6) },
+          { name: "teacher_probs", dtype: "F32", shape: [1, 3, 2], data: i32(6) },
+        ],
+        /teacher_ids is \[1, 3, 2\]: expected \[1, 4, K >= 1\]/,
+      ],
+    ];
+    for (const [name, tensors, want] of cases) {
+      const f = join(dir, `${name}.safetensors`);
+      writeSafetensors(f, tensors, meta);
+      expect(() => loadDataset(f, tok, 128), name).toThrow(QzoError);
+      expect(() => loadDataset(f, tok, 128), name).toThrow(want);
+    }
+  });
+
   it("a truncated file is one line with the offset", () => {
     const f = join(dir, "truncated.safetensors");
     const b = readFileSync(good);
