@@ -37,12 +37,17 @@ function exitCodeFor(e: unknown, name: string): number {
     return 1;
   }
   if (e instanceof QzoError) {
-    process.stderr.write(`${name}: ${e.message}\n`);
+    process.stderr.write(`${name}: ${oneLine(e.message)}\n`);
     return e.exitCode;
   }
   const msg = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`${name}: internal error: ${msg.split("\n")[0]} (please report this)\n`);
+  process.stderr.write(`${name}: internal error: ${oneLine(msg.split("\n")[0]!)} (please report this)\n`);
   return 1;
+}
+
+/** A message as one line: control characters (from file names or file contents) shown escaped. */
+export function oneLine(message: string): string {
+  return message.replace(/[\x00-\x1f\x7f\u2028\u2029]/g, (ch) => JSON.stringify(ch).slice(1, -1));
 }
 
 /** Parses repeated `--set key=value` options into config overrides. */

@@ -20,6 +20,7 @@ import { lowerToKernels } from "../kernels/lower.js";
 import type { KArg, KKernel, KParam, KProgram } from "../kernels/kernel-ir.js";
 import { runPasses } from "../kernels/passes.js";
 import { trainableManifest, type TrainableEntry } from "../ir/trainables.js";
+import { cCommentText, cIdentifier, cInt, cStringLiteral } from "./c-literal.js";
 import { commonKernelView, entryContext, loopNest } from "./entry-context.js";
 import { configInts, evalConcrete, formatOf, paramLayers, rowReader, weightSlots, type WeightSlot } from "./weights.js";
 
@@ -75,14 +76,14 @@ export function generateCpu(m: ModuleIR, graphs: string[], opts: CpuOptions = {}
     trainables,
   };
   const source = env.render("program.cpp.njk", {
-    source: m.source,
-    model: m.name,
+    source: cCommentText(m.source),
+    model: cCommentText(m.name),
     graphs,
     hash: "%HASH%",
     passes: programs[0]?.passes ?? [],
-    dims: [...ints].map(([name, value]) => ({ name: `cfg_${name}`, value })),
+    dims: [...ints].map(([name, value]) => ({ name: `cfg_${name}`, value: cInt(value, `${m.source}: config entry '${name}'`) })),
     readers: [...readers.values()],
-    manifest: JSON.stringify(manifest),
+    manifest: cStringLiteral(JSON.stringify(manifest)),
     entries: entries.map((e) => e.view),
     update: {
       count: trainables.length,
@@ -155,7 +156,7 @@ function entryView(
     if (!f) {
       return { reader: "", codes: "", scales: "", mins: "", zeros: "", data: `((const float*)${slotExpr(a.param, "data")})`, cols, t: "0", trainable: "false", tMin: "0", trainableMin: "false" };
     }
-    const name = `rd_${f.name}_${rows}x${cols}`;
+    const name = cIdentifier(`rd_${f.name}_${rows}x${cols}`, `${m.source}: the reader of parameter '${param.name}'`);
     if (!readers.has(name)) readers.set(name, rowReader(f, name, rows, cols));
     const ptr = (part: WeightSlot["part"], type: string) => {
       const e = slotExpr(a.param, part);
@@ -230,7 +231,7 @@ function entryView(
   });
   const io = [...inputs, p.buffers[p.output]!].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index }));
   const view = {
-    graph: p.graph,
+    graph: cIdentifier(p.graph, `${m.source}: graph`),
     role: p.role,
     steps: p.steps,
     peak: p.peakBytes ?? "0",
@@ -240,7 +241,7 @@ function entryView(
     pBase: free.length,
     io,
     slots: slotList,
-    temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: b.name, type: `${b.dtype}[${b.shape.join(", ")}]` })),
+    temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: cCommentText(b.name), type: `${b.dtype}[${b.shape.join(", ")}]` })),
     body: loopNest(c, p, kernel, (dst, src, n) => `std::memcpy(${dst}, ${src}, sizeof(float) * (size_t)(${n}));`),
   };
   const manifest: CpuGraphManifest = {

@@ -20,6 +20,7 @@ import { QzoError } from "../../util/errors.js";
 import { packageRoot } from "../../util/package-root.js";
 import type { KArg, KKernel, KParam, KProgram } from "../kernels/kernel-ir.js";
 import { cExpr } from "./c-expr.js";
+import { cCommentText, cIdentifier, cInt, cStringLiteral } from "./c-literal.js";
 import { commonKernelView, entryContext, loopNest } from "./entry-context.js";
 import { generateCpu, type CpuManifest } from "./cpu.js";
 import { configInts, evalConcrete, formatOf, rowReader, weightSlots, type WeightSlot } from "./weights.js";
@@ -64,15 +65,15 @@ export function generateCuda(m: ModuleIR, graphs: string[], opts: CudaOptions = 
     return i;
   };
   const source = env.render("program.cu.njk", {
-    source: m.source,
-    model: m.name,
+    source: cCommentText(m.source),
+    model: cCommentText(m.name),
     graphs,
     unfused,
     hash: "%HASH%",
     passes: cpu.programs[0]?.passes ?? [],
-    dims: [...ints].map(([name, value]) => ({ name: `cfg_${name}`, value })),
+    dims: [...ints].map(([name, value]) => ({ name: `cfg_${name}`, value: cInt(value, `${m.source}: config entry '${name}'`) })),
     readers: [...readers.values()],
-    manifest: JSON.stringify(manifest),
+    manifest: cStringLiteral(JSON.stringify(manifest)),
     slotBytes: weightBytes,
     entries: entries.map((e) => e.view),
     update: {
@@ -190,7 +191,7 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     };
     if (!f) return { R: `qzo::RdF32<${rows}, ${cols}>`, codes: ptr("data", "uint8_t"), scales: "nullptr", mins: "nullptr", zeros: "nullptr" };
     if (f.codebooks.some((c) => c.additive)) throw new QzoError(`format '${f.name}': additive codebooks are not supported by the CUDA code generator yet`);
-    const name = `rd_${f.name}_${rows}x${cols}`;
+    const name = cIdentifier(`rd_${f.name}_${rows}x${cols}`, `${m.source}: the reader of parameter '${param.name}'`);
     if (!readers.has(name)) readers.set(name, deviceReader(f, name, rows, cols));
     return { R: `gen::${name}`, codes: ptr("codes", "uint8_t"), scales: ptr("scales", "float"), mins: ptr("mins", "float"), zeros: ptr("zeros", "float") };
   };
@@ -253,13 +254,13 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     return { index: i, ctype: ctype(b), elems: elems(b) };
   });
   const outBuf = p.buffers[p.output]!;
-  const io = [...inputs, outBuf].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index, name: b.name, elems: elems(b), ws: nPlanned + index, input: index < inputs.length }));
+  const io = [...inputs, outBuf].map((b, index) => ({ var: bufVar(b.id), ctype: ctype(b), index, name: cCommentText(b.name), elems: elems(b), ws: nPlanned + index, input: index < inputs.length }));
   const body = loopNest(c, p, kernel, (dst, src, n) => `QZO_CHECK(cudaMemcpyAsync(${dst}, ${src}, sizeof(float) * (size_t)(${n}), cudaMemcpyDeviceToDevice, st), "loop-carried copy");`);
   // The output's size from the scalars alone (outside graph_<name>, where no dim_* variables exist).
   const freeIndex = new Map(free.map((n, i) => [n, i] as const));
   const dimHost = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : freeIndex.has(n) ? `((int64_t)sc[${freeIndex.get(n)}])` : `dim_${n}`));
   const view = {
-    graph: p.graph,
+    graph: cIdentifier(p.graph, `${m.source}: graph`),
     role: p.role,
     steps: p.steps,
     peak: p.peakBytes ?? "0",
@@ -271,7 +272,7 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     pBase: free.length,
     io,
     slots: slotList,
-    temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: b.name, type: `${b.dtype}[${b.shape.join(", ")}]` })),
+    temps: temps.map((b) => ({ var: bufVar(b.id), ctype: ctype(b), slot: b.slot, name: cCommentText(b.name), type: `${b.dtype}[${b.shape.join(", ")}]` })),
     outIndex: nIO - 1,
     outVar: bufVar(outBuf.id),
     outCtype: ctype(outBuf),

@@ -10,6 +10,7 @@ import type { ModuleIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import type { KArg, KBuffer, KKernel, KParam, KProgram, KStep } from "../kernels/kernel-ir.js";
 import { cExpr } from "./c-expr.js";
+import { cCommentText, cDouble, cInt } from "./c-literal.js";
 import { formatOf, paramLayers, type WeightSlot } from "./weights.js";
 
 export interface EntryContext {
@@ -79,16 +80,10 @@ export function entryContext(m: ModuleIR, p: KProgram, slots: WeightSlot[], ints
       }
       return ctx.buf(a, what);
     },
-    comment: (k) => k.from.join("; ").replace(/\*\//g, "* /").replace(/\\/g, "/").replace(/"/g, "'"),
+    comment: (k) => cCommentText(k.from.join("; ")),
     fail,
   };
   return ctx;
-}
-
-/** A number as a C double literal. */
-export function fmtNum(v: number): string {
-  const s = String(v);
-  return /[.eE]/.test(s) || !Number.isFinite(v) ? s : `${s}.0`;
 }
 
 /**
@@ -110,19 +105,19 @@ export function commonKernelView(
       const xs = c.shapeOf(a[0]!);
       const view = {
         comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(a[0], "the input"), w: c.vector(a[1], "a norm weight", slotRef),
-        bias: k.op === "layernorm" ? c.vector(a[2], "a norm bias", slotRef) : "", y: out, eps: fmtNum(Number(k.attrs["eps"])),
+        bias: k.op === "layernorm" ? c.vector(a[2], "a norm bias", slotRef) : "", y: out, eps: cDouble(Number(k.attrs["eps"]), `${comment}: eps`),
       };
       return { macro: k.op, view };
     }
     case "rope": {
       const xs = c.shapeOf(a[0]!);
-      const view = { comment, B: c.dim(xs[0]!), T: c.dim(xs[1]!), K: c.lastDim(xs), heads: k.attrs["heads"], theta: fmtNum(Number(k.attrs["theta"])), style: k.attrs["style"], x: c.buf(a[0], "the input"), y: out };
+      const view = { comment, B: c.dim(xs[0]!), T: c.dim(xs[1]!), K: c.lastDim(xs), heads: cInt(Number(k.attrs["heads"]), `${comment}: heads`), theta: cDouble(Number(k.attrs["theta"]), `${comment}: theta`), style: k.attrs["style"], x: c.buf(a[0], "the input"), y: out };
       return { macro: "rope", view };
     }
     case "attention": {
       const qs = c.shapeOf(a[0]!);
       const view = {
-        comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: k.attrs["heads"], kvHeads: k.attrs["kv_heads"],
+        comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: cInt(Number(k.attrs["heads"]), `${comment}: heads`), kvHeads: cInt(Number(k.attrs["kv_heads"]), `${comment}: kv_heads`),
         causal: Boolean(k.attrs["causal"]), q: c.buf(a[0], "q"), k: c.buf(a[1], "k"), v: c.buf(a[2], "v"), y: out,
       };
       return { macro: "attention", view };
@@ -137,13 +132,13 @@ export function commonKernelView(
       const op = { add: "+", sub: "-", mul: "*", div: "/" }[String(k.attrs["fn"])]!;
       const sl = k.attrs["scalar_left"];
       const sr = k.attrs["scalar_right"];
-      const left = sl !== undefined ? `(double)${fmtNum(Number(sl))}` : `(double)${c.buf(a[0], "an operand")}[i]`;
-      const right = sr !== undefined ? `(double)${fmtNum(Number(sr))}` : `(double)${c.buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
+      const left = sl !== undefined ? `(double)${cDouble(Number(sl), `${comment}: a constant`)}` : `(double)${c.buf(a[0], "an operand")}[i]`;
+      const right = sr !== undefined ? `(double)${cDouble(Number(sr), `${comment}: a constant`)}` : `(double)${c.buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
       return { macro: "binary", view: { comment, E: c.elems(p.buffers[k.outputs[0]!]!), y: out, expr: `${left} ${op} ${right}` } };
     }
     case "positions": {
       const ts = c.shapeOf(a[0]!);
-      return { macro: "positions", view: { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: k.attrs["offset"], y: out } };
+      return { macro: "positions", view: { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: cInt(Number(k.attrs["offset"]), `${comment}: offset`), y: out } };
     }
     case "copy":
       return { macro: "copy", view: { comment, E: c.elems(p.buffers[k.outputs[0]!]!), x: c.buf(a[0], "the copied value"), y: out } };
@@ -163,7 +158,7 @@ export function loopNest(c: EntryContext, p: KProgram, kernel: (k: KKernel) => s
           .map((x) => `${ind}  ${copyBack(c.bufVar(x.buffer), c.bufVar(x.yields), c.elems(p.buffers[x.buffer]!))}`)
           .join("\n");
         const v = `lv_${s.var}`;
-        return `${ind}for (int64_t ${v} = ${c.dim(s.start)}; ${v} < ${c.dim(s.end)}; ${v}++) {  // ${s.from}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
+        return `${ind}for (int64_t ${v} = ${c.dim(s.start)}; ${v} < ${c.dim(s.end)}; ${v}++) {  // ${cCommentText(s.from)}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
       })
       .join("\n");
   return steps(p.steps, "  ");

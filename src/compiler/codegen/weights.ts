@@ -11,6 +11,7 @@ import type { FormatIR, ModuleIR, ParamIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { evalIndexExpr } from "../../runtime/quant/index-expr.js";
 import { cExpr } from "./c-expr.js";
+import { cCommentText, cFloat } from "./c-literal.js";
 
 export interface WeightSlot {
   /** `wq[3].codes`, `norm.data` ... */
@@ -81,8 +82,8 @@ export function rowReader(f: FormatIR, name: string, rows: number, cols: number)
   const scaleIndex =
     f.scale.per === "tensor" ? "0" : f.scale.per === "row" ? "n" : f.block.axis === "in" ? `n * ${cols / bs} + c / ${bs}` : `(n / ${bs}) * ${cols} + c`;
   const lines: string[] = [];
-  lines.push(`// format ${f.name}: ${f.formula}`);
-  if (table) lines.push(`static const float ${name}_table[${table.values!.length}] = {${table.values!.map((v) => `${Number.isInteger(v) ? `${v}.0` : v}f`).join(", ")}};`);
+  lines.push(`// format ${cCommentText(`${f.name}: ${f.formula}`)}`);
+  if (table) lines.push(`static const float ${name}_table[${table.values!.length}] = {${table.values!.map((v) => cFloat(v, `format '${f.name}': a value of its table`)).join(", ")}};`);
   lines.push(
     `static inline void ${name}(const uint8_t* codes, const float* scales, const float* mins, const float* zeros, int64_t n, float* out, const qzo::Perturb& P, uint32_t t, bool trainable, uint32_t t_min, bool trainable_min) {`,
     `  (void)mins; (void)zeros; (void)t_min; (void)trainable_min;`,

@@ -143,6 +143,10 @@ class ModelChecker {
       fail(this.diags, this.model.name, `config override ${name}=${over} is not ${type === "int" ? "an integer" : "a number"}`);
     }
     if (type === "int" && !Number.isInteger(num)) fail(this.diags, e.value, `config entry '${name}' is an int but its value is ${num}`);
+    if (!Number.isFinite(num) || (type === "int" && !Number.isSafeInteger(num))) {
+      const where = over !== undefined ? this.model.name : e.value;
+      fail(this.diags, where, `config entry '${name}' is ${num}${over !== undefined ? ` (from ${over})` : ""}; ${type === "int" ? "an int must lie between -2^53 and 2^53" : "a float must be finite"}`);
+    }
     let sym: Sym | undefined;
     let expansion: string | undefined;
     if (type === "int") {
@@ -261,6 +265,12 @@ class ModelChecker {
   private checkParamLoop(loop: A.ParamLoop): void {
     const from = attempt(() => evalSym(loop.from, this.configScope(loop.from), this.diags, "a loop bound"));
     const to = attempt(() => evalSym(loop.to, this.configScope(loop.to), this.diags, "a loop bound"));
+    const [lo, hi] = [from && this.concrete(from), to && this.concrete(to)];
+    if (lo !== undefined && hi !== undefined && (lo < 0 || hi - lo < 1 || hi - lo > MAX_LAYERS)) {
+      this.diags.error(loop.to.span, `the layers ${lo}..${hi} of '${loop.var.name}' are ${hi - lo}; parameter arrays have 1 to ${MAX_LAYERS} layers from 0 on`);
+      for (const p of loop.params) this.failedParams.add(p.name.name);
+      return;
+    }
     for (const p of loop.params) {
       if (!p.index || p.index.name !== loop.var.name) this.failedParams.add(p.name.name);
       if (!p.index) {
@@ -290,6 +300,10 @@ class ModelChecker {
       const storage = this.resolveStorage(p.type.base);
       const shape = p.type.shape.map((e) => evalSym(e, this.configScope(e), this.diags, "a dimension"));
       if (shape.length === 0) fail(this.diags, p.type, `parameter '${name}' needs a shape, e.g. f32[dim]`);
+      shape.forEach((d, k) => {
+        const n = this.concrete(d);
+        if (n !== undefined && n < 1) fail(this.diags, p.type.shape[k]!, `dimension ${this.show(d)} of parameter '${name}' is ${n}; a dimension must be positive`);
+      });
       let fallback: FloatDType | undefined;
       if (p.type.fallback) {
         if (!isFloatDType(p.type.fallback.name)) fail(this.diags, p.type.fallback, `a fallback storage is a float dtype (f32, f16, bf16), found '${p.type.fallback.name}'`);
@@ -387,6 +401,9 @@ class ModelChecker {
 }
 
 /** Transforms applied to a checkpoint tensor while loading it. */
+/** The most layers a parameter array may have (the largest published LLMs have about 130). */
+export const MAX_LAYERS = 4096;
+
 export const TRANSFORMS: Record<string, { args: number; doc: string }> = {
   unpermute_rope: { args: 1, doc: "heads: reorder each head's rows from rotate-half (Hugging Face) to interleaved pairs" },
   permute_rope: { args: 1, doc: "heads: reorder each head's rows from interleaved pairs to rotate-half" },
@@ -785,6 +802,15 @@ class GraphLowering {
       if (spec.default === undefined) fail(this.diags, e, `'${op}' needs the attribute '${k}'`, `e.g. ${op}(..., ${k} = ...)`);
       values[k] = spec.default;
       if (spec.type === "int") syms[k] = Sym.int(spec.default as number);
+    }
+    for (const [k, spec] of Object.entries(specs)) {
+      const v = values[k];
+      if (typeof v !== "number" || spec.min === undefined) continue;
+      const ok = Number.isFinite(v) && (spec.minExclusive ? v > spec.min : v >= spec.min);
+      if (!ok) {
+        const at = e.named.find((a) => a.name.name === k)?.value ?? e;
+        fail(this.diags, at, `attribute '${k}' of '${op}' is ${v}; it must be ${spec.minExclusive ? "greater than" : "at least"} ${spec.min}`);
+      }
     }
     return { values, syms };
   }

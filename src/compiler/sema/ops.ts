@@ -18,6 +18,9 @@ export interface AttrSpec {
   type: "int" | "float" | "bool" | "enum";
   values?: readonly string[];
   default?: AttrValue;
+  /** The smallest value allowed (numbers; non-finite values are always refused). */
+  min?: number;
+  minExclusive?: boolean;
 }
 
 export interface InferCtx {
@@ -91,7 +94,7 @@ export const OPS: Record<string, OpSpec> = {
   rmsnorm: {
     doc: "rmsnorm(x[..., D], w[D], eps) = x / sqrt(mean(x^2) + eps) * w",
     args: [{ name: "x", kind: "float" }, { name: "w", kind: "float" }],
-    attrs: { eps: { type: "float", default: 1e-5 } },
+    attrs: { eps: { type: "float", default: 1e-5, min: 0 } },
     infer: (ctx, [x, w]) => {
       rank(ctx, x!, 1, 0, "rmsnorm's input");
       rankIs(ctx, w!, 1, 1, "a norm weight");
@@ -102,7 +105,7 @@ export const OPS: Record<string, OpSpec> = {
   layernorm: {
     doc: "layernorm(x[..., D], w[D], b[D], eps) = (x - mean) / sqrt(var + eps) * w + b",
     args: [{ name: "x", kind: "float" }, { name: "w", kind: "float" }, { name: "b", kind: "float" }],
-    attrs: { eps: { type: "float", default: 1e-5 } },
+    attrs: { eps: { type: "float", default: 1e-5, min: 0 } },
     infer: (ctx, [x, w, b]) => {
       rank(ctx, x!, 1, 0, "layernorm's input");
       for (const [i, t] of [[1, w!], [2, b!]] as const) {
@@ -116,8 +119,8 @@ export const OPS: Record<string, OpSpec> = {
     doc: "rope(x[B, T, H*hd], heads, theta, style) rotates each head's pairs by position; style interleaved (llama2.c, GGUF) or rotate_half (Hugging Face)",
     args: [{ name: "x", kind: "float" }],
     attrs: {
-      heads: { type: "int" },
-      theta: { type: "float", default: 10000 },
+      heads: { type: "int", min: 1 },
+      theta: { type: "float", default: 10000, min: 0, minExclusive: true },
       style: { type: "enum", values: ["interleaved", "rotate_half"], default: "interleaved" },
     },
     infer: (ctx, [x]) => {
@@ -131,7 +134,7 @@ export const OPS: Record<string, OpSpec> = {
   attention: {
     doc: "attention(q[B, T, H*hd], k[B, T, KH*hd], v[B, T, KH*hd], heads, kv_heads, causal) -> f32[B, T, H*hd], softmax(q k^T / sqrt(hd)) v with grouped-query heads",
     args: [{ name: "q", kind: "float" }, { name: "k", kind: "float" }, { name: "v", kind: "float" }],
-    attrs: { heads: { type: "int" }, kv_heads: { type: "int" }, causal: { type: "bool", default: true } },
+    attrs: { heads: { type: "int", min: 1 }, kv_heads: { type: "int", min: 1 }, causal: { type: "bool", default: true } },
     infer: (ctx, [q, k, v]) => {
       rankIs(ctx, q!, 3, 0, "attention's q [B, T, heads*head_dim]");
       rankIs(ctx, k!, 3, 1, "attention's k");
@@ -162,7 +165,7 @@ export const OPS: Record<string, OpSpec> = {
   positions: {
     doc: "positions(tokens[B, T], offset) -> i32[B, T] = t + offset (learned position tables)",
     args: [{ name: "tokens", kind: "int" }],
-    attrs: { offset: { type: "int", default: 0 } },
+    attrs: { offset: { type: "int", default: 0, min: 0 } },
     infer: (ctx, [t]) => {
       rankIs(ctx, t!, 2, 0, "positions' input [B, T]");
       return i32(t!.shape);
@@ -207,7 +210,7 @@ export const OPS: Record<string, OpSpec> = {
       { name: "logits", kind: "float" }, { name: "tokens", kind: "int" }, { name: "mask", kind: "float" },
       { name: "label", kind: "int" },
     ],
-    attrs: { candidates: { type: "int" } },
+    attrs: { candidates: { type: "int", min: 1 } },
     infer: (ctx, [logits, tokens, mask, label]) => {
       rankIs(ctx, logits!, 3, 0, "logits [E*C, T, V]");
       rankIs(ctx, tokens!, 2, 1, "tokens [E*C, T]");

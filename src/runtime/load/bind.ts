@@ -7,7 +7,7 @@
  * slices and load transforms). Nothing here knows a file format's tensor
  * names: they all come from the spec.
  */
-import { existsSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../util/package-root.js";
 import { checkFile } from "../../compiler/check.js";
@@ -22,14 +22,27 @@ import { evalIndexExpr } from "../quant/index-expr.js";
 import type { PackedTensor } from "../quant/types.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
 
-/** The shipped spec for an architecture name (models/<arch>.qzo). */
+/** The architectures with a shipped spec: the names of models/*.qzo. */
+export function shippedArchitectures(): string[] {
+  return readdirSync(join(packageRoot(), "models"))
+    .filter((f) => /^[a-z0-9_]+\.qzo$/.test(f))
+    .map((f) => f.replace(/\.qzo$/, ""))
+    .sort();
+}
+
+/**
+ * The shipped spec for an architecture name (models/<arch>.qzo). The name comes from the model
+ * file, so it only ever selects one of the shipped specs: it is compared with their names, never
+ * used to build a path.
+ */
 export function specForArchitecture(arch: string, file: string): string {
-  const path = join(packageRoot(), "models", `${arch}.qzo`);
-  if (!arch || !existsSync(path)) {
-    const known = readdirSync(join(packageRoot(), "models")).filter((f) => f.endsWith(".qzo")).map((f) => f.replace(/\.qzo$/, ""));
-    throw new QzoError(`${file}: no shipped spec for architecture '${arch || "(none named)"}' (specs: ${known.join(", ")}); pass --spec FILE`);
+  const known = shippedArchitectures();
+  const name = known.find((k) => k === arch);
+  if (name === undefined) {
+    const shown = arch ? JSON.stringify(arch.length > 64 ? `${arch.slice(0, 64)}...` : arch) : "(none named)";
+    throw new QzoError(`${file}: no shipped spec for architecture ${shown} (specs: ${known.join(", ")}); pass --spec FILE`);
   }
-  return path;
+  return join(packageRoot(), "models", `${name}.qzo`);
 }
 
 /** A weight as stored: float values, or a quantized tensor in its packed form. */
