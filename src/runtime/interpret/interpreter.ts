@@ -103,6 +103,18 @@ export interface Perturbation {
 
 export type TrainableTensor = TrainableEntry;
 
+/**
+ * Where another implementation rounds what the interpreter computes exactly, so that its results
+ * can be compared with ours under an error model (the llama.cpp interop tests do). Each hook
+ * replaces the exact value by the other implementation's rounded one.
+ */
+export interface RoundingModel {
+  /** The input of a linear whose weight is stored as `storage` (a format name, or f32/f16/bf16). */
+  linearInput?(x: Tensor, storage: string): Tensor;
+  /** The whole attention op, computed with the other implementation's roundings. */
+  attention?(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, causal: boolean): Tensor;
+}
+
 /** Config name -> int value. */
 export function configInts(m: ModuleIR): Map<string, number> {
   const env = new Map<string, number>();
@@ -247,6 +259,9 @@ interface Ctx {
   dims: Map<string, number>;
   vals: Map<number, Tensor>;
   paramCache: Map<string, Tensor>;
+  rounding: RoundingModel | undefined;
+  /** The parameter each `param` node's value holds. */
+  paramOfValue: Map<number, ParamIR>;
 }
 
 function key(param: string, layer: number | undefined, field: string): string {
@@ -263,7 +278,14 @@ function checkPerturbation(p: Perturbation): void {
  * Evaluates graph `graph` of module m on the inputs (by input name) and returns its output.
  * With `perturb`, every trainable tensor is used perturbed (see the contract above).
  */
-export function runGraph(m: ModuleIR, graph: string, inputs: Record<string, Tensor>, weights: WeightSource, perturb?: Perturbation): Tensor {
+export function runGraph(
+  m: ModuleIR,
+  graph: string,
+  inputs: Record<string, Tensor>,
+  weights: WeightSource,
+  perturb?: Perturbation,
+  rounding?: RoundingModel,
+): Tensor {
   const g = m.graphs.find((x) => x.name === graph);
   if (!g) throw new QzoError(`module ${m.name} has no graph '${graph}' (graphs: ${m.graphs.map((x) => x.name).join(", ")})`);
   if (g.outputs.length !== 1) throw new QzoError(`${graph}: expected one output, found ${g.outputs.length}`);
@@ -271,7 +293,7 @@ export function runGraph(m: ModuleIR, graph: string, inputs: Record<string, Tens
   const dims = bindDims(m, g, inputs);
   const trainable = new Map<string, number>();
   if (perturb) for (const tt of trainableTensors(m)) trainable.set(key(tt.param, tt.layer, tt.field), tt.t);
-  const ctx: Ctx = { m, g, weights, perturb, trainable, dims, vals: new Map(), paramCache: new Map() };
+  const ctx: Ctx = { m, g, weights, perturb, trainable, dims, vals: new Map(), paramCache: new Map(), rounding, paramOfValue: new Map() };
   for (const id of g.inputs) ctx.vals.set(id, inputs[g.values[id]!.name ?? `%${id}`]!);
   evalBlock(ctx, g.body);
   const out = ctx.vals.get(g.outputs[0]!);
@@ -337,8 +359,11 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
       return { shape: [], data: Float32Array.of(numAttr(node, "value")) };
     case "embedding":
       return K.embedding(x(0), x(1));
-    case "linear":
-      return K.linear(x(0), x(1), node.inputs.length > 2 ? x(2) : undefined);
+    case "linear": {
+      const w = ctx.paramOfValue.get(node.inputs[1]!);
+      const input = ctx.rounding?.linearInput && w ? ctx.rounding.linearInput(x(0), w.resolved) : x(0);
+      return K.linear(input, x(1), node.inputs.length > 2 ? x(2) : undefined);
+    }
     case "rmsnorm":
       return K.rmsnorm(x(0), x(1), numAttr(node, "eps"));
     case "layernorm":
@@ -349,7 +374,7 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
       return K.rope(x(0), intAttr(ctx, node, "heads"), numAttr(node, "theta"), style);
     }
     case "attention":
-      return K.attention(x(0), x(1), x(2), intAttr(ctx, node, "heads"), intAttr(ctx, node, "kv_heads"), node.attrs["causal"] !== false);
+      return (ctx.rounding?.attention ?? K.attention)(x(0), x(1), x(2), intAttr(ctx, node, "heads"), intAttr(ctx, node, "kv_heads"), node.attrs["causal"] !== false);
     case "silu":
       return K.silu(x(0));
     case "gelu":
@@ -383,6 +408,7 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
 function evalParam(ctx: Ctx, node: NodeIR): Tensor {
   const name = String(node.attrs["name"]);
   const p = paramOf(ctx.m, name);
+  ctx.paramOfValue.set(node.outputs[0]!, p);
   const idx = node.attrs["index"];
   const layer = idx === undefined ? undefined : evalDim(String(idx), ctx.dims);
   if (p.array && layer === undefined) throw new Error(`internal: array parameter ${name} used without an index`);
