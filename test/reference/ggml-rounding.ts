@@ -14,7 +14,10 @@
  * probabilistic (the standard model of rounding error analysis, e.g. Higham & Mary 2019): each of
  * those roundings adds an independent error uniform in +-half the spacing of its grid (the
  * magnitude of round-to-nearest), and the spread of the resulting mean NLL over seeded draws
- * measures how far llama.cpp's result can lie from the exact one.
+ * measures how far llama.cpp's result can lie from the exact one. Measured on stories260K F32, Q8_0
+ * and Q4_0 with the AVX2 and the AVX-512 builds of the same llama.cpp (node-llama-cpp 3.22.1), on
+ * an AMD EPYC: every deviation from the exact mean NLL lay within 2.4 standard deviations of the
+ * model (the two builds differ from each other by up to 3.2e-3 nats on Q4_0).
  */
 import type { RoundingModel, Tensor } from "../../src/runtime/interpret/interpreter.js";
 import { f16ToF32 } from "../../src/runtime/model-files/common.js";
