@@ -22,18 +22,7 @@
 import type { RoundingModel, Tensor } from "../../src/runtime/interpret/interpreter.js";
 import { f16ToF32 } from "../../src/runtime/model-files/common.js";
 import { f32BitsToF16Bits } from "../../src/runtime/quant/codec.js";
-
-/** A small seeded generator (mulberry32): uniform in [0, 1). */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../support/random-model.js";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -52,7 +41,7 @@ function f16Spacing(v: number): number {
 
 /** llama.cpp's CPU roundings as random rounding errors, one independent draw per `seed`. */
 export function ggmlRounding(seed: number): RoundingModel {
-  const rand = uniform(seed);
+  const rand = rng(seed);
   /** v rounded to a grid of spacing u, as an error uniform in [-u/2, u/2). */
   const round = (v: number, u: number): number => v + (rand() - 0.5) * u;
   const f16 = (v: number) => round(v, f16Spacing(v));

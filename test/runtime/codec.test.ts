@@ -14,7 +14,7 @@ import {
   type RawQuant, dequantize, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits, pack, storageBytes, unpack, unpackRaw,
   withScales,
 } from "../../src/runtime/quant/codec.js";
-import { compileIndexExpr, evalIndexExpr } from "../../src/runtime/quant/index-expr.js";
+import { compileIntExpr, evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import { quantizeRTN, quantizeRTNRaw, rtnRule } from "../../src/runtime/quant/quantize.js";
 import { type PackedTensor, scaleCount } from "../../src/runtime/quant/types.js";
 import { QzoError } from "../../src/util/errors.js";
@@ -73,32 +73,32 @@ function f16le(bits: number): [number, number] {
 
 describe("index expressions", () => {
   it("evaluates with C precedence and floor division/remainder", () => {
-    const e = compileIndexExpr("8*(i%16) + 4*(i/16) + 16", ["i"]);
+    const e = compileIntExpr("8*(i%16) + 4*(i/16) + 16", ["i"]);
     expect([0, 1, 15, 16, 17, 31].map((i) => e([i]))).toEqual([16, 24, 136, 20, 28, 140]);
-    expect(evalIndexExpr("2 + 3*4 - 10/3 % 2", {})).toBe(2 + 12 - (3 % 2));
-    expect(evalIndexExpr("-4*(c%2) + 4", { c: 3 })).toBe(0);
-    expect(evalIndexExpr("-4*(c%2) + 4", { c: 2 })).toBe(4);
-    expect(evalIndexExpr("--3 - -2", {})).toBe(5);
-    expect(evalIndexExpr("in*out/2", { in: 64, out: 3 })).toBe(96);
-    expect(evalIndexExpr("x/(2*y)", { x: 17, y: 4 })).toBe(2);
-    expect(evalIndexExpr("(in/64)*r + b", { in: 256, r: 3, b: 2 })).toBe(14);
-    expect(evalIndexExpr("-7/2", {})).toBe(-4); // floor
-    expect(evalIndexExpr("(0 - 7)%3", {})).toBe(2); // floor remainder
+    expect(evalIntExpr("2 + 3*4 - 10/3 % 2", {})).toBe(2 + 12 - (3 % 2));
+    expect(evalIntExpr("-4*(c%2) + 4", { c: 3 })).toBe(0);
+    expect(evalIntExpr("-4*(c%2) + 4", { c: 2 })).toBe(4);
+    expect(evalIntExpr("--3 - -2", {})).toBe(5);
+    expect(evalIntExpr("in*out/2", { in: 64, out: 3 })).toBe(96);
+    expect(evalIntExpr("x/(2*y)", { x: 17, y: 4 })).toBe(2);
+    expect(evalIntExpr("(in/64)*r + b", { in: 256, r: 3, b: 2 })).toBe(14);
+    expect(evalIntExpr("-7/2", {})).toBe(-4); // floor
+    expect(evalIntExpr("(0 - 7)%3", {})).toBe(2); // floor remainder
   });
 
   it("reads the checker's floor-division atoms with C's precedence", () => {
     // nf4.qzo writes `at [(r * in + c) / 2]`; the checker prints it as "((in*r + c)/2)".
     expect(fmt("nf4").layout.kind === "tensors" && fmt("nf4").layout.fields[0]!.at[0]).toBe("((in*r + c)/2)");
-    expect(evalIndexExpr("((in*r + c)/2)", { in: 128, r: 1, c: 5 })).toBe(66);
-    expect(evalIndexExpr("(in*r + c/2)", { in: 128, r: 1, c: 5 })).toBe(130);
-    expect(evalIndexExpr("3*(in*r + c%4)", { in: 10, r: 1, c: 7 })).toBe(3 * (10 + 3));
+    expect(evalIntExpr("((in*r + c)/2)", { in: 128, r: 1, c: 5 })).toBe(66);
+    expect(evalIntExpr("(in*r + c/2)", { in: 128, r: 1, c: 5 })).toBe(130);
+    expect(evalIntExpr("3*(in*r + c%4)", { in: 10, r: 1, c: 7 })).toBe(3 * (10 + 3));
   });
 
   it("names the expression on an unknown variable or bad syntax", () => {
-    expect(() => compileIndexExpr("4*(k%8)", ["r", "c"])).toThrow(QzoError);
-    expect(() => compileIndexExpr("4*(k%8)", ["r", "c"])).toThrow(/'4\*\(k%8\)'.*unknown variable 'k'/);
-    expect(() => compileIndexExpr("(c/8", ["c"])).toThrow(/'\(c\/8'/);
-    expect(() => compileIndexExpr("c $ 2", ["c"])).toThrow(/unexpected character/);
+    expect(() => compileIntExpr("4*(k%8)", ["r", "c"])).toThrow(QzoError);
+    expect(() => compileIntExpr("4*(k%8)", ["r", "c"])).toThrow(/'4\*\(k%8\)'.*unknown variable 'k'/);
+    expect(() => compileIntExpr("(c/8", ["c"])).toThrow(/'\(c\/8'/);
+    expect(() => compileIntExpr("c $ 2", ["c"])).toThrow(/unexpected '\$'/);
   });
 });
 

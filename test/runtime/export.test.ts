@@ -10,7 +10,7 @@ import { bindModel, type BoundModel } from "../../src/runtime/load/bind.js";
 import { decodeBytesToF32, readGguf, readHfModel, readSafetensors } from "../../src/runtime/model-files/index.js";
 import { type SafetensorsTensor, writeSafetensors } from "../../src/runtime/model-files/safetensors-write.js";
 import { roundToDType, unpack, unpackRaw } from "../../src/runtime/quant/codec.js";
-import { evalIndexExpr } from "../../src/runtime/quant/index-expr.js";
+import { evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import { loadScalesCheckpoint, modelSha256, saveScalesCheckpoint, scalesTensorName } from "../../src/runtime/train/checkpoint.js";
 import { QzoError } from "../../src/util/errors.js";
@@ -272,7 +272,7 @@ describe("export of a GPTQ (tensors layout) Hugging Face directory", () => {
       tensors.push({
         name: name.replace(/weight$/, f.tensor),
         dtype: f.dtype.toUpperCase() as SafetensorsTensor["dtype"],
-        shape: f.shape.map((e) => evalIndexExpr(e, { in: cols, out: rows })),
+        shape: f.shape.map((e) => evalIntExpr(e, { in: cols, out: rows })),
         data: p.storage[f.tensor]!,
       });
     }

@@ -18,7 +18,7 @@ import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 import { decodeBytesToF32, readHfModel, readSafetensors } from "../../src/runtime/model-files/index.js";
 import { type SafetensorsTensor, writeSafetensors } from "../../src/runtime/model-files/safetensors-write.js";
 import { dequantize, f32BitsToF16Bits, unpack } from "../../src/runtime/quant/codec.js";
-import { evalIndexExpr } from "../../src/runtime/quant/index-expr.js";
+import { evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import type { PackedTensor } from "../../src/runtime/quant/types.js";
 import { QzoError } from "../../src/util/errors.js";
@@ -151,7 +151,7 @@ function gptqTensors(prefix: string, p: PackedTensor): SafetensorsTensor[] {
   return p.format.layout.fields.map((f) => ({
     name: prefix + f.tensor,
     dtype: f.dtype.toUpperCase() as SafetensorsTensor["dtype"],
-    shape: f.shape.map((e) => evalIndexExpr(e, { in: p.cols, out: p.rows })),
+    shape: f.shape.map((e) => evalIntExpr(e, { in: p.cols, out: p.rows })),
     data: p.storage[f.tensor]!,
   }));
 }

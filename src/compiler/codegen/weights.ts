@@ -9,7 +9,7 @@
  */
 import type { FormatIR, ModuleIR, ParamIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
-import { evalIndexExpr } from "../../runtime/quant/index-expr.js";
+import { evalIntExpr } from "../ir/int-expr.js";
 import { cExpr } from "./c-expr.js";
 import { cCommentText, cFloat } from "./c-literal.js";
 
@@ -30,7 +30,7 @@ export function configInts(m: ModuleIR): Map<string, number> {
 
 /** The value of a canonical expression with concrete names (shapes divide exactly when valid). */
 export function evalConcrete(expr: string, env: Map<string, number>): number {
-  return evalIndexExpr(expr, Object.fromEntries(env));
+  return evalIntExpr(expr, Object.fromEntries(env));
 }
 
 export function paramLayers(p: ParamIR, env: Map<string, number>): (number | undefined)[] {

@@ -3,12 +3,14 @@
  * that two expressions are equal exactly when their canonical strings are.
  *
  * An expression is a sum of terms; a term is a rational coefficient times a
- * product of atoms with integer exponents. Shape division is exact
- * (`dim / n_heads * n_heads` is `dim`): whether it really divides is checked
- * on concrete config values, not here. Index arithmetic in layouts uses floor
- * division and remainder, which stay opaque atoms such as `(i/16)` and
- * `(i%16)` unless the operands are constants. The canonical string is valid
- * C for non-negative integer operands.
+ * product of atoms with integer exponents. `/` is floor division and `%` the
+ * remainder (docs/LANGUAGE.md). A division is kept exact (`dim / n_heads *
+ * n_heads` is `dim`) only where it provably divides: symbolically (`E*C / C`),
+ * or, for a single-term dividend, on the concrete config values of the check
+ * (evaluate.ts). Every other floor division and remainder is an opaque atom
+ * such as `((out + 15)/16)` or `(i%16)`, never distributed over a sum. The
+ * canonical string is valid C, and int-expr.ts evaluates it, with the same
+ * value on non-negative operands.
  */
 
 interface Term {
@@ -85,24 +87,45 @@ export class Sym {
     return new Sym(out).normal();
   }
 
-  /** Exact division (shapes): by a single term it is exact; otherwise an opaque atom. */
-  div(o: Sym): Sym {
-    if (o.terms.length === 1) {
-      const d = o.terms[0]!;
-      const inv = new Map<string, number>();
-      for (const [x, e] of d.pow) inv.set(x, -e);
-      return this.mul(new Sym([{ num: d.den * Math.sign(d.num), den: Math.abs(d.num), pow: inv }]));
-    }
-    return Sym.atom(`(${this.toString()})/(${o.toString()})`);
+  /** True for one term (a rational coefficient times a product of atoms). */
+  get singleTerm(): boolean {
+    return this.terms.length === 1;
   }
 
-  /** Floor division (layout indices). */
+  /**
+   * Exact division. Callers use it only where the division is known to be exact (see
+   * `dividesExactly` and evaluate.ts); a multi-term divisor is never exact here.
+   */
+  div(o: Sym): Sym {
+    if (o.terms.length !== 1) return this.floorDiv(o);
+    const d = o.terms[0]!;
+    const inv = new Map<string, number>();
+    for (const [x, e] of d.pow) inv.set(x, -e);
+    return this.mul(new Sym([{ num: d.den * Math.sign(d.num), den: Math.abs(d.num), pow: inv }]));
+  }
+
+  /**
+   * True when `o` divides this for every value of the atoms: o is one term with an integer
+   * coefficient and positive exponents, and every term of this has an integer coefficient that
+   * o's divides and at least o's power of each of o's atoms (`E*C` by `C`, `4*a + 8*b` by `4`).
+   */
+  dividedExactlyBy(o: Sym): boolean {
+    if (o.terms.length !== 1) return false;
+    const d = o.terms[0]!;
+    if (d.den !== 1 || d.num === 0 || [...d.pow.values()].some((e) => e < 0)) return false;
+    return this.terms.every(
+      (t) => t.den === 1 && t.num % d.num === 0 && [...d.pow].every(([x, e]) => (t.pow.get(x) ?? 0) >= e),
+    );
+  }
+
+  /** Floor division: exact when provably so, folded for constants, else an opaque atom. */
   floorDiv(o: Sym): Sym {
     const a = this.constant;
     const b = o.constant;
     if (a !== undefined && b !== undefined && b !== 0) return Sym.int(Math.floor(a / b));
     if (b === 1) return this;
-    return Sym.atom(`(${this.operand()}/${o.operand()})`);
+    if (this.dividedExactlyBy(o)) return this.div(o);
+    return Sym.atom(`(${this.dividend()}/${o.divisor()})`);
   }
 
   mod(o: Sym): Sym {
@@ -110,14 +133,22 @@ export class Sym {
     const b = o.constant;
     if (a !== undefined && b !== undefined && b !== 0) return Sym.int(((a % b) + b) % b);
     if (b === 1) return Sym.int(0);
-    return Sym.atom(`(${this.operand()}%${o.operand()})`);
+    return Sym.atom(`(${this.dividend()}%${o.divisor()})`);
   }
 
-  /** The canonical string, parenthesized when it is more than one product (an operand of / or %). */
-  private operand(): string {
+  /** The canonical string as the left operand of / or %: parenthesized unless one positive product. */
+  private dividend(): string {
     const t = this.terms;
     const single = t.length === 1 && t[0]!.num > 0 && t[0]!.den === 1;
     return single || t.length === 0 ? this.toString() : `(${this.toString()})`;
+  }
+
+  /** The canonical string as the right operand of / or %: parenthesized unless a name or a constant >= 0. */
+  private divisor(): string {
+    const t = this.terms;
+    const c = this.constant;
+    const atom = t.length === 1 && t[0]!.num === 1 && t[0]!.den === 1 && t[0]!.pow.size === 1 && [...t[0]!.pow.values()][0] === 1;
+    return atom || (c !== undefined && c >= 0) ? this.toString() : `(${this.toString()})`;
   }
 
   equals(o: Sym): boolean {

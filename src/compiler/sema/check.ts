@@ -10,7 +10,9 @@ import {
   type GraphIR, type ModuleIR, type NodeIR, type ParamIR, type SourceNameIR, type TensorType, type TrainIR,
   type TrainableIR, type ValueIR, isDType, isFloatDType,
 } from "../ir/ir.js";
+import { tryEvalIntExpr } from "../ir/int-expr.js";
 import { Sym } from "../ir/symbolic.js";
+import { expr as printExpr } from "../syntax/pretty.js";
 import { EvalFailed, type SymScope, attempt, describeExpr, evalNumber, evalSym, fail, suggest } from "./evaluate.js";
 import { checkFormat } from "./formats.js";
 import { locOf } from "./loc.js";
@@ -129,7 +131,7 @@ class ModelChecker {
 
   private configEntry(e: A.ConfigEntry, type: "int" | "float" | "format", over: string | number | undefined): ConfigSym {
     const name = e.name.name;
-    const exprText = exprString(e.value);
+    const exprText = printExpr(e.value);
     if (type === "format") {
       const value = over !== undefined ? String(over) : this.storageName(e.value);
       if (over !== undefined && !this.isStorage(value)) {
@@ -151,7 +153,8 @@ class ModelChecker {
     let expansion: string | undefined;
     if (type === "int") {
       const derived = over === undefined && e.value.kind !== "number";
-      sym = derived ? evalSym(e.value, (n) => this.config.get(n)?.sym, this.diags, `config entry '${name}'`) : Sym.atom(name);
+      const scope = Object.assign((n: string) => this.config.get(n)?.sym, { concrete: this.concrete });
+      sym = derived ? evalSym(e.value, scope, this.diags, `config entry '${name}'`) : Sym.atom(name);
       if (derived) expansion = sym.toString();
     }
     const value: ConfigValue = { type, value: num, expr: over !== undefined ? String(over) : exprText };
@@ -234,6 +237,7 @@ class ModelChecker {
   configScope(at: A.Node): SymScope {
     return Object.assign((n: string) => this.configSym(n, at), {
       names: () => [...this.config.entries()].filter(([, c]) => c.sym).map(([n]) => n),
+      concrete: this.concrete,
     });
   }
 
@@ -242,15 +246,11 @@ class ModelChecker {
   }
 
   /** Concrete value of a dimension with the config defaults (undefined if it has free symbols). */
-  concrete(d: Sym): number | undefined {
-    let ok = true;
-    const v = d.substitute((a) => {
-      const n = this.config.get(a)?.number;
-      if (n === undefined) ok = false;
-      return n === undefined ? undefined : Sym.int(n);
-    });
-    return ok ? v.constant : undefined;
-  }
+  concrete = (d: Sym): number | undefined => {
+    const env = new Map<string, number>();
+    for (const [name, c] of this.config) if (c.sym && c.number !== undefined) env.set(name, c.number);
+    return tryEvalIntExpr(d.toString(), env);
+  };
 
   /** Canonical form a person reads: a dimension equal to a derived config entry prints as its name. */
   show = (d: Sym): string => {
@@ -481,20 +481,22 @@ class GraphLowering {
       return fail(this.diags, t.base, `graph values have a plain dtype (f32, i32...), found '${dt}'`);
     }
     if (t.fallback) fail(this.diags, t.fallback, "a fallback storage only applies to quantized parameters");
-    const shape = t.shape.map((e) =>
-      evalSym(e, (n) => {
+    const shape = t.shape.map((e) => {
+      const scope = Object.assign((n: string) => {
         const c = this.m.configSym(n, e);
         if (c) return c;
         if (!this.freeDims.has(n)) this.freeDims.set(n, Sym.atom(n));
         return this.freeDims.get(n);
-      }, this.diags, "a dimension"),
-    );
+      }, { concrete: this.m.concrete });
+      return evalSym(e, scope, this.diags, "a dimension");
+    });
     return { elem: { kind: "dtype", dtype: dt }, shape };
   }
 
   private dimScope = (at: A.Node): SymScope =>
     Object.assign((n: string): Sym | undefined => this.m.configSym(n, at) ?? this.freeDims.get(n) ?? (this.loopVars.has(n) ? Sym.atom(n) : undefined), {
       names: () => [...(this.m.configScope(at).names?.() ?? []), ...this.freeDims.keys(), ...this.loopVars],
+      concrete: this.m.concrete,
     });
 
   private sameType(a: CType, b: CType): boolean {
@@ -839,7 +841,8 @@ class GraphLowering {
       want.shape.forEach((d, k) => {
         const dim = got.shape[k]!;
         if (d.kind === "name" && !this.m.configSym(d.name, d) && !calleeDims.has(d.name)) calleeDims.set(d.name, dim);
-        const expect = evalSym(d, (n) => this.m.configSym(n, d) ?? calleeDims.get(n), this.diags, "a dimension");
+        const scope = Object.assign((n: string) => this.m.configSym(n, d) ?? calleeDims.get(n), { concrete: this.m.concrete });
+        const expect = evalSym(d, scope, this.diags, "a dimension");
         if (!expect.equals(dim)) fail(this.diags, e.args[i]!, `'${graph.name.name}' expects dimension ${k} of ${inp.name.name} to be ${this.m.show(expect)}, found ${this.m.show(dim)}`);
       });
       inner.set(inp.name.name, args[i]!);

@@ -10,12 +10,17 @@ import type { DiagnosticBag } from "../diagnostics.js";
 /** Thrown inside evaluation after its diagnostic is recorded; callers catch it. */
 export class EvalFailed extends Error {}
 
-/** Resolves a name; `names` lists the names in scope, for "did you mean" hints. */
-export type SymScope = ((name: string) => Sym | undefined) & { names?: () => Iterable<string> };
+/**
+ * Resolves a name; `names` lists the names in scope, for "did you mean" hints; `concrete` gives
+ * an expression's value with the config values of the check (undefined when it has other atoms).
+ */
+export type SymScope = ((name: string) => Sym | undefined) & { names?: () => Iterable<string>; concrete?: (s: Sym) => number | undefined };
 
 /**
- * Symbolic evaluation. Shapes divide exactly (`floor` false); layout indices
- * (`floor` true) use floor division and remainder.
+ * Symbolic evaluation; `/` is floor division everywhere. In sizes (`floor` false) a division is
+ * kept exact, so that `dim / n_heads * n_heads` is `dim`, where it divides: symbolically, or for
+ * a single-term dividend on the concrete config values; otherwise it is a floor-division atom.
+ * `%` is for layout positions (`floor` true) only.
  */
 export function evalSym(e: A.Expr, scope: SymScope, diags: DiagnosticBag, what = "a size", floor = false): Sym {
   switch (e.kind) {
@@ -37,7 +42,7 @@ export function evalSym(e: A.Expr, scope: SymScope, diags: DiagnosticBag, what =
         case "+": return l.add(r);
         case "-": return l.sub(r);
         case "*": return l.mul(r);
-        case "/": return floor ? l.floorDiv(r) : l.div(r);
+        case "/": return floor ? l.floorDiv(r) : sizeDiv(l, r, scope.concrete);
         case "%":
           if (!floor) return fail(diags, e, `'%' is for layout positions, not ${what}`);
           return l.mod(r);
@@ -48,6 +53,17 @@ export function evalSym(e: A.Expr, scope: SymScope, diags: DiagnosticBag, what =
       break;
   }
   return fail(diags, e, `${what} must be an integer expression, found ${describeExpr(e)}`);
+}
+
+/** l / r in a size: exact where it provably divides (see evalSym), else floor division. */
+function sizeDiv(l: Sym, r: Sym, concrete: SymScope["concrete"]): Sym {
+  if (l.dividedExactlyBy(r)) return l.div(r);
+  if (l.singleTerm && r.singleTerm && concrete) {
+    const a = concrete(l);
+    const b = concrete(r);
+    if (a !== undefined && b !== undefined && b !== 0 && a % b === 0) return l.div(r);
+  }
+  return l.floorDiv(r);
 }
 
 export type NumScope = (name: string) => number | undefined;

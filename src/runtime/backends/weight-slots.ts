@@ -9,7 +9,7 @@ import type { CpuGraphManifest } from "../../compiler/codegen/cpu.js";
 import { formatOf, type WeightSlot } from "../../compiler/codegen/weights.js";
 import { QzoError } from "../../util/errors.js";
 import type { TrainableTensor } from "../interpret/interpreter.js";
-import { evalDim, isPlainName, solveDim } from "../interpret/dims.js";
+import { evalIntExpr, isPlainName, solveIntExpr } from "../../compiler/ir/int-expr.js";
 import type { BoundModel } from "../load/bind.js";
 import { unpackRaw } from "../quant/codec.js";
 import type { KernelArg } from "../../native/index.js";
@@ -86,11 +86,11 @@ export function bindDims(m: ModuleIR, g: CpuGraphManifest, inputs: Batch): Map<s
   for (const p of pending) {
     const names = [...p.expr.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((x) => x[0]).filter((n) => !env.has(n));
     if (names.length === 1) {
-      const v = solveDim(p.expr, names[0]!, p.size, env);
+      const v = solveIntExpr(p.expr, names[0]!, p.size, env);
       if (v === undefined) throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} is expected`);
       env.set(names[0]!, v);
-    } else if (evalDim(p.expr, env) !== p.size) {
-      throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} = ${evalDim(p.expr, env)} is expected`);
+    } else if (evalIntExpr(p.expr, env) !== p.size) {
+      throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} = ${evalIntExpr(p.expr, env)} is expected`);
     }
   }
   return env;

@@ -32,7 +32,7 @@ import type { TrainableTensor } from "../interpret/interpreter.js";
 import type { BoundModel, StoredWeight } from "../load/bind.js";
 import type { TensorInfo } from "../model-files/index.js";
 import { f32BitsToBf16Bits, f32BitsToF16Bits, pack, unpack, unpackRaw } from "../quant/codec.js";
-import { evalIndexExpr } from "../quant/index-expr.js";
+import { evalIntExpr } from "../../compiler/ir/int-expr.js";
 import { scaleCount } from "../quant/types.js";
 
 export interface ExportResult {
@@ -100,7 +100,7 @@ function locate(bound: BoundModel, p: ParamIR, layer: number | undefined, s: Sto
   if (direct) {
     const info = ckpt.tensors.get(s.tensor)!;
     if (direct.index === undefined) return { src: direct, info, offset: info.byteOffset, length: info.byteLength };
-    const idx = evalIndexExpr(direct.index, { ...env, [p.array?.var ?? "l"]: layer ?? 0 });
+    const idx = evalIntExpr(direct.index, { ...env, [p.array?.var ?? "l"]: layer ?? 0 });
     const per = info.byteLength / info.shape[0]!;
     return { src: direct, info, offset: info.byteOffset + idx * per, length: per };
   }
@@ -139,7 +139,7 @@ function ropeFileRowOf(rows: number, heads: number, name: string, what: string):
 /** Undoes a row permutation applied on load: graph-order rows back to file order. */
 function unpermuteRows(bytes: Uint8Array, rows: number, t: { name: string; args: string[] }, env: Record<string, number>, what: string): Uint8Array {
   if (t.name !== "unpermute_rope" && t.name !== "permute_rope") return bytes;
-  const heads = evalIndexExpr(t.args[0]!, env);
+  const heads = evalIntExpr(t.args[0]!, env);
   const fileRowOf = ropeFileRowOf(rows, heads, t.name, what);
   const rowBytes = bytes.length / rows;
   const out = new Uint8Array(bytes.length);

@@ -77,7 +77,7 @@ import type { BlockIR, GraphIR, ModuleIR, NodeIR, ParamIR } from "../../compiler
 import { QzoError } from "../../util/errors.js";
 import { fillZ, type ZDistribution } from "../rng/direction.js";
 import type { UnpackedTensor } from "../quant/types.js";
-import { evalDim, isPlainName, namesIn, solveDim, tryEvalDim } from "./dims.js";
+import { evalIntExpr, isPlainName, namesIn, solveIntExpr, tryEvalIntExpr } from "../../compiler/ir/int-expr.js";
 import * as K from "./ops.js";
 import { numel, type Tensor } from "./ops.js";
 
@@ -180,14 +180,14 @@ function bindDims(m: ModuleIR, g: GraphIR, inputs: Record<string, Tensor>): Map<
   for (;;) {
     const next: typeof pending = [];
     for (const it of pending) {
-      const v = tryEvalDim(it.expr, env);
+      const v = tryEvalIntExpr(it.expr, env);
       if (v !== undefined) {
         if (v !== it.size) throw mismatch(it, v);
         continue;
       }
       const unknown = [...namesIn(it.expr)].filter((n) => !env.has(n));
       if (unknown.length === 1) {
-        const x = solveDim(it.expr, unknown[0]!, it.size, env);
+        const x = solveIntExpr(it.expr, unknown[0]!, it.size, env);
         if (x === undefined || x < 0) {
           throw new QzoError(`${g.name}: input '${it.input}' dimension ${it.k} is ${it.size}, which is not ${it.expr} for any size ${unknown[0]}${describeBindings(it.expr, env)}`);
         }
@@ -317,8 +317,8 @@ function evalBlock(ctx: Ctx, block: BlockIR): void {
 function evalFor(ctx: Ctx, node: NodeIR): void {
   const body = node.body!;
   const v = String(node.attrs["var"]);
-  const from = evalDim(String(node.attrs["from"]), ctx.dims);
-  const to = evalDim(String(node.attrs["to"]), ctx.dims);
+  const from = evalIntExpr(String(node.attrs["from"]), ctx.dims);
+  const to = evalIntExpr(String(node.attrs["to"]), ctx.dims);
   if (ctx.dims.has(v)) throw new Error(`internal: loop variable ${v} shadows a dimension`);
   let carried = node.inputs.map((id) => get(ctx, id));
   for (let l = from; l < to; l++) {
@@ -340,7 +340,7 @@ function get(ctx: Ctx, id: number): Tensor {
 function intAttr(ctx: Ctx, node: NodeIR, name: string): number {
   const a = node.attrs[name];
   if (typeof a === "number") return a;
-  if (typeof a === "string") return evalDim(a, ctx.dims);
+  if (typeof a === "string") return evalIntExpr(a, ctx.dims);
   throw new Error(`internal: ${node.op}: attribute ${name} is missing`);
 }
 
@@ -410,18 +410,18 @@ function evalParam(ctx: Ctx, node: NodeIR): Tensor {
   const p = paramOf(ctx.m, name);
   ctx.paramOfValue.set(node.outputs[0]!, p);
   const idx = node.attrs["index"];
-  const layer = idx === undefined ? undefined : evalDim(String(idx), ctx.dims);
+  const layer = idx === undefined ? undefined : evalIntExpr(String(idx), ctx.dims);
   if (p.array && layer === undefined) throw new Error(`internal: array parameter ${name} used without an index`);
   const ck = `${name}|${layer ?? ""}`;
   const hit = ctx.paramCache.get(ck);
   if (hit) return hit;
   const where = layer === undefined ? name : `${name}[${layer}]`;
   if (p.array) {
-    const from = evalDim(p.array.from, ctx.dims);
-    const to = evalDim(p.array.to, ctx.dims);
+    const from = evalIntExpr(p.array.from, ctx.dims);
+    const to = evalIntExpr(p.array.to, ctx.dims);
     if (layer! < from || layer! >= to) throw new QzoError(`parameter ${where}: index out of range ${from}..${to}`);
   }
-  const want = p.type.shape.map((s) => evalDim(s, ctx.dims));
+  const want = p.type.shape.map((s) => evalIntExpr(s, ctx.dims));
   const v = ctx.weights.get(name, layer);
   const tOf = (field: string): number | undefined => (ctx.perturb ? ctx.trainable.get(key(name, layer, field)) : undefined);
   let data: Float32Array;
@@ -458,7 +458,7 @@ function evalParam(ctx: Ctx, node: NodeIR): Tensor {
 /** Checks a computed value against its declared dtype class and symbolic shape. */
 function checkValue(ctx: Ctx, node: NodeIR, id: number, t: Tensor): void {
   const v = ctx.g.values[id]!;
-  const want = v.type.shape.map((s) => evalDim(s, ctx.dims));
+  const want = v.type.shape.map((s) => evalIntExpr(s, ctx.dims));
   const isInt = v.type.elem.kind === "dtype" && !["f32", "f16", "bf16"].includes(v.type.elem.dtype);
   const ok =
     t.shape.length === want.length &&

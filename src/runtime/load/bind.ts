@@ -18,7 +18,7 @@ import { QzoError } from "../../util/errors.js";
 import type { ParamValue, WeightSource } from "../interpret/interpreter.js";
 import { type TensorInfo, decodeBytesToF32, numElements } from "../model-files/index.js";
 import { pack, unpack, unpackRaw } from "../quant/codec.js";
-import { evalIndexExpr } from "../quant/index-expr.js";
+import { evalIntExpr } from "../../compiler/ir/int-expr.js";
 import type { PackedTensor } from "../quant/types.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
 
@@ -135,7 +135,7 @@ function metadataOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
 
 /** The storage (dtype or format name) a checkpoint tensor has, for a spec with these formats. */
 function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[], env: Record<string, number>): { storage: string; tensor: string } | undefined {
-  const found = findTensor(ckpt, p, p.array ? Number(evalIndexExpr(p.array.from, {})) : undefined, formats, env);
+  const found = findTensor(ckpt, p, p.array ? Number(evalIntExpr(p.array.from, {})) : undefined, formats, env);
   if (!found) return undefined;
   if (found.format) return { storage: found.format.name, tensor: found.name };
   const dt = found.info.dtype;
@@ -191,7 +191,7 @@ function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
     if (p.type.shape.length !== 2) continue;
     const prefix = name.replace(/[^.]*$/, "");
     const [out, inn] = p.type.shape;
-    const dims = () => ({ out: evalIndexExpr(out!, env), in: evalIndexExpr(inn!, env) });
+    const dims = () => ({ out: evalIntExpr(out!, env), in: evalIntExpr(inn!, env) });
     const expected: string[] = [];
     const seen = new Map<string, TensorInfo>();
     for (const f of formats) {
@@ -206,7 +206,7 @@ function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
         }
       }
       if (!fields.every((fld) => parts[fld.tensor])) continue;
-      const want = fields.map((fld) => ({ fld, shape: fld.shape.map((e) => evalIndexExpr(e, dims())) }));
+      const want = fields.map((fld) => ({ fld, shape: fld.shape.map((e) => evalIntExpr(e, dims())) }));
       const fits = want.every(({ fld, shape }) => parts[fld.tensor]!.dtype.toLowerCase() === fld.dtype && sameShape(parts[fld.tensor]!.shape, shape));
       if (fits) return { name: prefix + fields[0]!.tensor, info: parts[fields[0]!.tensor]!, source: src, format: f, parts };
       expected.push(`${f.name} ${want.map(({ fld, shape }) => `${fld.tensor} ${fld.dtype}[${shape.join(", ")}]`).join(", ")}`);
@@ -232,7 +232,7 @@ function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
     const what = layer === undefined ? `parameter '${p.name}'` : `parameter '${p.name}' layer ${layer}`;
     throw new QzoError(`${ckpt.path}: no tensor for ${what} (tried ${tried || `nothing: the spec names no '${ckpt.family}' source`})`);
   }
-  const shape = p.type.shape.map((d) => evalIndexExpr(d, env));
+  const shape = p.type.shape.map((d) => evalIntExpr(d, env));
   const fmt = formats.get(p.resolved);
   const label = `'${found.name}'${found.source.index !== undefined ? `[${layer}]` : ""}`;
   if (found.format) {
@@ -246,7 +246,7 @@ function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
   let bytes = ckpt.read(found.name);
   let tshape = [...info.shape];
   if (found.source.index !== undefined) {
-    const idx = evalIndexExpr(found.source.index, { ...env, [p.array?.var ?? "l"]: layer ?? 0 });
+    const idx = evalIntExpr(found.source.index, { ...env, [p.array?.var ?? "l"]: layer ?? 0 });
     const n = tshape[0]!;
     if (idx < 0 || idx >= n) throw new QzoError(`${ckpt.path}: ${label}: index ${idx} is outside the ${n} slices of '${found.name}'`);
     const per = bytes.length / n;
@@ -288,7 +288,7 @@ function permuteRowBytes(bytes: Uint8Array, rows: number, t: { name: string; arg
     if (t.name === "transpose") throw new QzoError(`${file}: ${label}: a quantized tensor cannot be transposed on load`);
     return bytes;
   }
-  const heads = evalIndexExpr(t.args[0]!, env);
+  const heads = evalIntExpr(t.args[0]!, env);
   const hd = rows / heads;
   if (!Number.isInteger(hd) || hd % 2 !== 0) throw new QzoError(`${file}: ${label}: ${rows} rows do not split into ${heads} heads of an even size`);
   const rowBytes = bytes.length / rows;

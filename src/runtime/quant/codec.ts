@@ -20,7 +20,7 @@
  */
 import type { DType, FloatDType, FormatIR, RecordLayoutIR, TensorFieldIR, TensorsLayoutIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
-import { compileIndexExpr, evalIndexExpr, type IndexFn } from "./index-expr.js";
+import { compileIntExpr, evalIntExpr, type IntFn } from "../../compiler/ir/int-expr.js";
 import { type PackedTensor, type UnpackedTensor, scaleCount, scaleIndex } from "./types.js";
 
 /** A quantized matrix as its raw stored fields (what pack consumes and unpackRaw produces). */
@@ -230,7 +230,7 @@ function planRecord(f: FormatIR, lay: RecordLayoutIR, rows: number, cols: number
   for (const fl of lay.fields) {
     const width = fieldWidth(f, fl.field);
     if (fl.field === "code") {
-      const fn = compileIndexExpr(fl.bitExpr, fl.index ? [fl.index] : []);
+      const fn = compileIntExpr(fl.bitExpr, fl.index ? [fl.index] : []);
       const within = new Float64Array(B);
       for (let i = 0; i < B; i++) within[i] = fn([i]);
       const nb = cols / B;
@@ -243,7 +243,7 @@ function planRecord(f: FormatIR, lay: RecordLayoutIR, rows: number, cols: number
             : (r, c) => (Math.floor(r / B) * cols + c) * recBits + within[r % B]!,
       };
     } else {
-      const at = compileIndexExpr(fl.bitExpr, [])([]);
+      const at = compileIntExpr(fl.bitExpr, [])([]);
       fields[fl.field] = { tensor: "blocks", width, scaleBit: (s) => s * recBits + at };
     }
   }
@@ -258,7 +258,7 @@ function planTensors(f: FormatIR, lay: TensorsLayoutIR, rows: number, cols: numb
   const sizes: Record<string, number> = {};
   const fields: Partial<Record<Field, Placement>> = {};
   for (const fl of lay.fields) {
-    const shape = fl.shape.map((e) => evalIndexExpr(e, dims));
+    const shape = fl.shape.map((e) => evalIntExpr(e, dims));
     const wordBits = DTYPE_BITS[fl.dtype];
     const bytes = (shape.reduce((a, d) => a * d, 1) * wordBits) / 8;
     if (sizes[fl.tensor] !== undefined && sizes[fl.tensor] !== bytes) {
@@ -284,8 +284,8 @@ function planTensors(f: FormatIR, lay: TensorsLayoutIR, rows: number, cols: numb
 
 /** Bit position of field fl of element (r, c) in its storage tensor. */
 function locate(f: FormatIR, fl: TensorFieldIR, shape: number[], wordBits: number, rows: number, cols: number): (r: number, c: number) => number {
-  const at = fl.at.map((e) => compileIndexExpr(e, TENSOR_VARS));
-  const bit: IndexFn = fl.bit !== undefined ? compileIndexExpr(fl.bit, TENSOR_VARS) : () => 0;
+  const at = fl.at.map((e) => compileIntExpr(e, TENSOR_VARS));
+  const bit: IntFn = fl.bit !== undefined ? compileIntExpr(fl.bit, TENSOR_VARS) : () => 0;
   const env = [0, 0, 0, cols, rows];
   return (r, c) => {
     env[0] = r;
