@@ -16,7 +16,7 @@ import { prettyPrint } from "../compiler/syntax/pretty.js";
 import { astToJson } from "../compiler/syntax/ast-json.js";
 import { generateCpu } from "../compiler/codegen/cpu.js";
 import { lowerToKernels } from "../compiler/kernels/lower.js";
-import { runPasses } from "../compiler/kernels/passes.js";
+import { runPasses } from "../compiler/kernels/passes/index.js";
 import { printKernels } from "../compiler/kernels/print.js";
 import { QzoError } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs-atomic.js";
@@ -95,7 +95,7 @@ program
       if (stages.includes("kernels")) {
         const text = graphs.map((g) => {
           const parts: string[] = [];
-          runPasses(lowerToKernels(m, g), (pass, p) => parts.push(`# ---- after ${pass}\n${printKernels(p)}`));
+          runPasses(lowerToKernels(m, g), "fused", (pass, p) => parts.push(`# ---- after ${pass}\n${printKernels(p)}`));
           return parts.join("\n");
         });
         outputs.push({ stage: "kernels", file: `${name}.kernels.txt`, text: text.join("\n") });

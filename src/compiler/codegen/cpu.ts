@@ -17,8 +17,8 @@ import type { ModuleIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { packageRoot } from "../../util/package-root.js";
 import { lowerToKernels } from "../kernels/lower.js";
-import type { KArg, KKernel, KParam, KProgram } from "../kernels/kernel-ir.js";
-import { runPasses } from "../kernels/passes.js";
+import type { KKernel, KParam, KProgram, KWeight } from "../kernels/kernel-ir.js";
+import { runPasses } from "../kernels/passes/index.js";
 import { trainableManifest, type TrainableEntry } from "../ir/trainables.js";
 import { cCommentText, cIdentifier, cInt, cStringLiteral } from "./c-literal.js";
 import { commonKernelView, entryContext, loopNest } from "./entry-context.js";
@@ -66,7 +66,7 @@ export function generateCpu(m: ModuleIR, graphs: string[], opts: CpuOptions = {}
   const slots = weightSlots(m);
   const trainables = trainableManifest(m).map((t) => ({ ...t, size: trainableSize(m, t, ints) }));
   const readers = new Map<string, string>();
-  const programs = graphs.map((g) => runPasses(lowerToKernels(m, g), undefined, opts.unfused ? ["plan-buffers"] : undefined));
+  const programs = graphs.map((g) => runPasses(lowerToKernels(m, g), opts.unfused ? "unfused" : "fused"));
   const entries = programs.map((p) => entryView(m, p, slots, trainables, readers, ints, Boolean(opts.unfused)));
   const manifest: CpuManifest = {
     module: m.name,
@@ -143,8 +143,7 @@ function entryView(
     if (!first) return { t: "0", on: "false" };
     return { t: kp.index === undefined ? `${first.t}` : `${first.t} + (uint32_t)((${dim(kp.index)}) - ${layers[0] ?? 0})`, on: "true" };
   };
-  const weight = (a: KArg | undefined, what: string): WeightView => {
-    if (!a || !("param" in a)) return c.fail(`${what} must be a parameter for the CPU code generator`);
+  const weight = (a: KWeight): WeightView => {
     const param = m.params.find((x) => x.name === a.param.param)!;
     const [rows, cols] = param.type.shape.map((d) => evalConcrete(d, ints)) as [number, number];
     const f = formatOf(m, param);
@@ -181,43 +180,41 @@ function entryView(
     const common = commonKernelView(c, p, k, slotRef);
     if (common) return renderMacro(common.macro, common.view);
     const comment = c.comment(k);
-    const out = bufVar(k.outputs[0]!);
-    const a = k.args;
+    const out = bufVar(k.out);
     switch (k.op) {
       case "matmul": {
-        const xs = shapeOf(a[0]!);
-        const w = weight(a[1], "a linear weight");
-        const hasBias = k.attrs["residual"] ? Boolean(k.attrs["has_bias"]) : a.length > 2;
-        const residual = k.attrs["residual"] ? buf(a[a.length - 1], "a residual") : "";
-        const wshape = shapeOf(a[1]!);
-        return renderMacro("matmul", { unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w, bias: hasBias ? c.vector(a[2], "a bias", slotRef) : "", residual, act: k.attrs["act"] ?? "" });
+        const xs = shapeOf(k.x);
+        return renderMacro("matmul", {
+          unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(k.w)[0]!), x: buf(k.x, "linear's input"), y: out, w: weight(k.w),
+          bias: k.bias ? c.vector(k.bias, "a bias", slotRef) : "", residual: k.residual ? buf(k.residual, "a residual") : "", act: k.act ?? "",
+        });
       }
       case "matmul_glu": {
-        const xs = shapeOf(a[0]!);
-        return renderMacro("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), y: out, wGate: weight(a[1], "the gate weight"), wUp: weight(a[2], "the up weight"), act: k.attrs["act"] });
+        const xs = shapeOf(k.x);
+        return renderMacro("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(k.gate)[0]!), x: buf(k.x, "the input"), y: out, wGate: weight(k.gate), wUp: weight(k.up), act: k.act });
       }
       case "matmul_ce": {
-        const xs = shapeOf(a[0]!);
-        const ts = shapeOf(a[2]!);
-        return renderMacro("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out });
+        const xs = shapeOf(k.x);
+        const ts = shapeOf(k.tokens);
+        return renderMacro("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), N: dim(shapeOf(k.w)[0]!), x: buf(k.x, "the input"), w: weight(k.w), tokens: buf(k.tokens, "tokens"), mask: buf(k.mask, "mask"), out });
       }
       case "matmul_distill_ce": {
-        const xs = shapeOf(a[0]!);
-        const is = shapeOf(a[2]!);
-        return renderMacro("matmul_distill_ce", { comment, B: dim(is[0]!), T: dim(is[1]!), Kt: dim(is[2]!), K: lastDim(xs), N: dim(shapeOf(a[1]!)[0]!), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), ids: buf(a[2], "teacher ids"), probs: buf(a[3], "teacher probs"), mask: buf(a[4], "mask"), out });
+        const xs = shapeOf(k.x);
+        const is = shapeOf(k.ids);
+        return renderMacro("matmul_distill_ce", { comment, B: dim(is[0]!), T: dim(is[1]!), Kt: dim(is[2]!), K: lastDim(xs), N: dim(shapeOf(k.w)[0]!), x: buf(k.x, "the input"), w: weight(k.w), ids: buf(k.ids, "teacher ids"), probs: buf(k.probs, "teacher probs"), mask: buf(k.mask, "mask"), out });
       }
       case "distill_ce": {
-        const ls = shapeOf(a[0]!);
-        return renderMacro("distill_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), Kt: lastDim(shapeOf(a[1]!)), logits: buf(a[0], "logits"), ids: buf(a[1], "teacher ids"), probs: buf(a[2], "teacher probs"), mask: buf(a[3], "mask"), out });
+        const ls = shapeOf(k.logits);
+        return renderMacro("distill_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), Kt: lastDim(shapeOf(k.ids)), logits: buf(k.logits, "logits"), ids: buf(k.ids, "teacher ids"), probs: buf(k.probs, "teacher probs"), mask: buf(k.mask, "mask"), out });
       }
       case "next_token_ce": {
-        const ls = shapeOf(a[0]!);
-        return renderMacro("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out });
+        const ls = shapeOf(k.logits);
+        return renderMacro("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(k.logits, "logits"), tokens: buf(k.tokens, "tokens"), mask: buf(k.mask, "mask"), out });
       }
       case "embedding": {
-        const ts = shapeOf(a[0]!);
-        const ids = shapeOf(a[1]!);
-        return renderMacro("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), N: dim(ts[0]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
+        const ts = shapeOf(k.table);
+        const ids = shapeOf(k.ids);
+        return renderMacro("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), N: dim(ts[0]!), ids: buf(k.ids, "ids"), y: out, w: weight(k.table) });
       }
       default:
         return c.fail(`the CPU code generator has no kernel for '${k.op}' (${comment})`);

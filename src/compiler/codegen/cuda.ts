@@ -18,7 +18,7 @@ import nunjucks from "nunjucks";
 import type { FormatIR, ModuleIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { packageRoot } from "../../util/package-root.js";
-import type { KArg, KKernel, KParam, KProgram } from "../kernels/kernel-ir.js";
+import type { KKernel, KParam, KProgram, KWeight } from "../kernels/kernel-ir.js";
 import { cExpr } from "./c-expr.js";
 import { cCommentText, cIdentifier, cInt, cStringLiteral } from "./c-literal.js";
 import { commonKernelView, entryContext, loopNest } from "./entry-context.js";
@@ -180,8 +180,7 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     const idx = c.slotIndex(kp, part);
     return idx === undefined ? "nullptr" : slotRef(idx);
   };
-  const weight = (a: KArg | undefined, what: string): WeightView => {
-    if (!a || !("param" in a)) return c.fail(`${what} must be a parameter for the CUDA code generator`);
+  const weight = (a: KWeight): WeightView => {
     const param = m.params.find((x) => x.name === a.param.param)!;
     const [rows, cols] = param.type.shape.map((d) => evalConcrete(d, ints)) as [number, number];
     const f = formatOf(m, param);
@@ -201,53 +200,47 @@ function entryView(m: ModuleIR, p: KProgram, slots: WeightSlot[], readers: Map<s
     const common = commonKernelView(c, p, k, slotRef);
     if (common) return render(common.macro, common.view);
     const comment = c.comment(k);
-    const out = bufVar(k.outputs[0]!);
-    const a = k.args;
+    const out = bufVar(k.out);
     switch (k.op) {
       case "matmul": {
-        const xs = shapeOf(a[0]!);
-        const w = weight(a[1], "a linear weight");
-        const hasBias = k.attrs["residual"] ? Boolean(k.attrs["has_bias"]) : a.length > 2;
-        const residual = k.attrs["residual"] ? buf(a[a.length - 1], "a residual") : "nullptr";
-        const wshape = shapeOf(a[1]!);
+        const xs = shapeOf(k.x);
         return render("matmul", {
-          unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(wshape[0]!), x: buf(a[0], "linear's input"), y: out, w,
-          bias: hasBias ? c.vector(a[2], "a bias", slotRef) : "nullptr", hasBias: String(hasBias), residual, hasRes: String(Boolean(k.attrs["residual"])),
-          act: actCode(k.attrs["act"]), scratch: unfused ? takeScratch(1) : 0,
+          unfused, comment, M: lead(xs), K: lastDim(xs), N: dim(shapeOf(k.w)[0]!), x: buf(k.x, "linear's input"), y: out, w: weight(k.w),
+          bias: k.bias ? c.vector(k.bias, "a bias", slotRef) : "nullptr", hasBias: String(Boolean(k.bias)), residual: k.residual ? buf(k.residual, "a residual") : "nullptr", hasRes: String(Boolean(k.residual)),
+          act: actCode(k.act), scratch: unfused ? takeScratch(1) : 0,
         });
       }
       case "matmul_glu": {
-        const xs = shapeOf(a[0]!);
-        return render("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), x: buf(a[0], "the input"), y: out, wGate: weight(a[1], "the gate weight"), wUp: weight(a[2], "the up weight"), act: actCode(k.attrs["act"]) });
+        const xs = shapeOf(k.x);
+        return render("matmul_glu", { comment, M: lead(xs), K: lastDim(xs), x: buf(k.x, "the input"), y: out, wGate: weight(k.gate), wUp: weight(k.up), act: actCode(k.act) });
       }
       case "matmul_ce": {
-        const xs = shapeOf(a[0]!);
-        const ts = shapeOf(a[2]!);
-        return render("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), tokens: buf(a[2], "tokens"), mask: buf(a[3], "mask"), out, scratch: takeScratch(5) });
+        const xs = shapeOf(k.x);
+        const ts = shapeOf(k.tokens);
+        return render("matmul_ce", { comment, B: dim(ts[0]!), T: dim(ts[1]!), K: lastDim(xs), x: buf(k.x, "the input"), w: weight(k.w), tokens: buf(k.tokens, "tokens"), mask: buf(k.mask, "mask"), out, scratch: takeScratch(5) });
       }
       case "matmul_distill_ce": {
-        const xs = shapeOf(a[0]!);
-        const is = shapeOf(a[2]!);
-        return render("matmul_distill_ce", { comment, B: dim(is[0]!), T: dim(is[1]!), Kt: dim(is[2]!), K: lastDim(xs), x: buf(a[0], "the input"), w: weight(a[1], "the output weight"), ids: buf(a[2], "teacher ids"), probs: buf(a[3], "teacher probs"), mask: buf(a[4], "mask"), out, scratch: takeScratch(3) });
+        const xs = shapeOf(k.x);
+        const is = shapeOf(k.ids);
+        return render("matmul_distill_ce", { comment, B: dim(is[0]!), T: dim(is[1]!), Kt: dim(is[2]!), K: lastDim(xs), x: buf(k.x, "the input"), w: weight(k.w), ids: buf(k.ids, "teacher ids"), probs: buf(k.probs, "teacher probs"), mask: buf(k.mask, "mask"), out, scratch: takeScratch(3) });
       }
       case "distill_ce": {
-        const ls = shapeOf(a[0]!);
-        return render("distill_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), Kt: lastDim(shapeOf(a[1]!)), logits: buf(a[0], "logits"), ids: buf(a[1], "teacher ids"), probs: buf(a[2], "teacher probs"), mask: buf(a[3], "mask"), out, scratch: takeScratch(2) });
+        const ls = shapeOf(k.logits);
+        return render("distill_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), Kt: lastDim(shapeOf(k.ids)), logits: buf(k.logits, "logits"), ids: buf(k.ids, "teacher ids"), probs: buf(k.probs, "teacher probs"), mask: buf(k.mask, "mask"), out, scratch: takeScratch(2) });
       }
       case "next_token_ce": {
-        const ls = shapeOf(a[0]!);
-        return render("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(a[0], "logits"), tokens: buf(a[1], "tokens"), mask: buf(a[2], "mask"), out, scratch: takeScratch(2) });
+        const ls = shapeOf(k.logits);
+        return render("next_token_ce", { comment, B: dim(ls[0]!), T: dim(ls[1]!), N: lastDim(ls), logits: buf(k.logits, "logits"), tokens: buf(k.tokens, "tokens"), mask: buf(k.mask, "mask"), out, scratch: takeScratch(2) });
       }
       case "embedding": {
-        const ts = shapeOf(a[0]!);
-        const ids = shapeOf(a[1]!);
-        return render("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), ids: buf(a[1], "ids"), y: out, w: weight(a[0], "an embedding table") });
+        const ts = shapeOf(k.table);
+        const ids = shapeOf(k.ids);
+        return render("embedding", { comment, M: ids.map((d) => `(${dim(d)})`).join(" * ") || "1", K: dim(ts[1]!), ids: buf(k.ids, "ids"), y: out, w: weight(k.table) });
       }
       default:
         return c.fail(`the CUDA code generator has no kernel for '${k.op}' (${comment})`);
     }
   };
-
 
   const slotList = [...new Set(temps.map((b) => b.slot!))].sort((x, y) => x - y).map((i) => {
     const b = temps.find((t) => t.slot === i)!;

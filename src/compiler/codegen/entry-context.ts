@@ -8,7 +8,7 @@
  */
 import type { ModuleIR } from "../ir/ir.js";
 import { QzoError } from "../../util/errors.js";
-import type { KArg, KBuffer, KKernel, KParam, KProgram, KStep } from "../kernels/kernel-ir.js";
+import type { KBuffer, KKernel, KOperand, KParam, KProgram, KScalar, KStep } from "../kernels/kernel-ir.js";
 import { cExpr } from "./c-expr.js";
 import { cCommentText, cDouble, cInt } from "./c-literal.js";
 import { formatOf, paramLayers, type WeightSlot } from "./weights.js";
@@ -24,15 +24,15 @@ export interface EntryContext {
   elems(b: KBuffer): string;
   ctype(b: KBuffer): string;
   bufVar(id: number): string;
-  buf(a: KArg | undefined, what: string): string;
-  shapeOf(a: KArg): string[];
+  buf(a: KOperand | KScalar | undefined, what: string): string;
+  shapeOf(a: KOperand): string[];
   /** The product of all dimensions but the last. */
   lead(shape: string[]): string;
   lastDim(shape: string[]): string;
   /** The index of a parameter part among the weight slots, as C (layer index expressions included). */
   slotIndex(kp: KParam, part: WeightSlot["part"]): string | undefined;
   /** A float parameter (norm weight, bias) or a computed vector, as a pointer expression. */
-  vector(a: KArg | undefined, what: string, slotRef: (index: string) => string): string;
+  vector(a: KOperand | undefined, what: string, slotRef: (index: string) => string): string;
   /** The kernel's IR nodes, safe inside comments and C string literals. */
   comment(k: KKernel): string;
   fail(what: string): never;
@@ -97,51 +97,46 @@ export function commonKernelView(
   slotRef: (index: string) => string,
 ): { macro: string; view: Record<string, unknown> } | undefined {
   const comment = c.comment(k);
-  const out = c.bufVar(k.outputs[0]!);
-  const a = k.args;
+  const out = c.bufVar(k.out);
   switch (k.op) {
     case "rmsnorm":
     case "layernorm": {
-      const xs = c.shapeOf(a[0]!);
+      const xs = c.shapeOf(k.x);
       const view = {
-        comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(a[0], "the input"), w: c.vector(a[1], "a norm weight", slotRef),
-        bias: k.op === "layernorm" ? c.vector(a[2], "a norm bias", slotRef) : "", y: out, eps: cDouble(Number(k.attrs["eps"]), `${comment}: eps`),
+        comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x, "the input"), w: c.vector(k.w, "a norm weight", slotRef),
+        bias: k.op === "layernorm" ? c.vector(k.b, "a norm bias", slotRef) : "", y: out, eps: cDouble(k.eps, `${comment}: eps`),
       };
       return { macro: k.op, view };
     }
     case "rope": {
-      const xs = c.shapeOf(a[0]!);
-      const view = { comment, B: c.dim(xs[0]!), T: c.dim(xs[1]!), K: c.lastDim(xs), heads: cInt(Number(k.attrs["heads"]), `${comment}: heads`), theta: cDouble(Number(k.attrs["theta"]), `${comment}: theta`), style: k.attrs["style"], x: c.buf(a[0], "the input"), y: out };
+      const xs = c.shapeOf(k.x);
+      const view = { comment, B: c.dim(xs[0]!), T: c.dim(xs[1]!), K: c.lastDim(xs), heads: cInt(k.heads, `${comment}: heads`), theta: cDouble(k.theta, `${comment}: theta`), style: k.style, x: c.buf(k.x, "the input"), y: out };
       return { macro: "rope", view };
     }
     case "attention": {
-      const qs = c.shapeOf(a[0]!);
+      const qs = c.shapeOf(k.q);
       const view = {
-        comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: cInt(Number(k.attrs["heads"]), `${comment}: heads`), kvHeads: cInt(Number(k.attrs["kv_heads"]), `${comment}: kv_heads`),
-        causal: Boolean(k.attrs["causal"]), q: c.buf(a[0], "q"), k: c.buf(a[1], "k"), v: c.buf(a[2], "v"), y: out,
+        comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: cInt(k.heads, `${comment}: heads`), kvHeads: cInt(k.kvHeads, `${comment}: kv_heads`),
+        causal: k.causal, q: c.buf(k.q, "q"), k: c.buf(k.k, "k"), v: c.buf(k.v, "v"), y: out,
       };
       return { macro: "attention", view };
     }
     case "unary": {
-      const fn = String(k.attrs["fn"]);
       const x = "(double)x[i]";
-      const expr = fn === "neg" ? `-${x}` : `qzo::${fn}(${x})`;
-      return { macro: "unary", view: { comment, E: c.elems(p.buffers[k.outputs[0]!]!), x: c.buf(a[0], "the input"), y: out, expr } };
+      const expr = k.fn === "neg" ? `-${x}` : `qzo::${k.fn}(${x})`;
+      return { macro: "unary", view: { comment, E: c.elems(p.buffers[k.out]!), x: c.buf(k.x, "the input"), y: out, expr } };
     }
     case "binary": {
-      const op = { add: "+", sub: "-", mul: "*", div: "/" }[String(k.attrs["fn"])]!;
-      const sl = k.attrs["scalar_left"];
-      const sr = k.attrs["scalar_right"];
-      const left = sl !== undefined ? `(double)${cDouble(Number(sl), `${comment}: a constant`)}` : `(double)${c.buf(a[0], "an operand")}[i]`;
-      const right = sr !== undefined ? `(double)${cDouble(Number(sr), `${comment}: a constant`)}` : `(double)${c.buf(a[sl !== undefined ? 0 : 1], "an operand")}[i]`;
-      return { macro: "binary", view: { comment, E: c.elems(p.buffers[k.outputs[0]!]!), y: out, expr: `${left} ${op} ${right}` } };
+      const op = { add: "+", sub: "-", mul: "*", div: "/" }[k.fn];
+      const side = (o: typeof k.a) => ("scalar" in o ? `(double)${cDouble(o.scalar, `${comment}: a constant`)}` : `(double)${c.buf(o, "an operand")}[i]`);
+      return { macro: "binary", view: { comment, E: c.elems(p.buffers[k.out]!), y: out, expr: `${side(k.a)} ${op} ${side(k.b)}` } };
     }
     case "positions": {
-      const ts = c.shapeOf(a[0]!);
-      return { macro: "positions", view: { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: cInt(Number(k.attrs["offset"]), `${comment}: offset`), y: out } };
+      const ts = c.shapeOf(k.tokens);
+      return { macro: "positions", view: { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: cInt(k.offset, `${comment}: offset`), y: out } };
     }
     case "copy":
-      return { macro: "copy", view: { comment, E: c.elems(p.buffers[k.outputs[0]!]!), x: c.buf(a[0], "the copied value"), y: out } };
+      return { macro: "copy", view: { comment, E: c.elems(p.buffers[k.out]!), x: c.buf(k.x, "the copied value"), y: out } };
     default:
       return undefined;
   }

@@ -1,27 +1,28 @@
-/** The kernel IR as text (`qzoc compile --emit kernels`). */
-import type { KArg, KProgram, KStep } from "./kernel-ir.js";
+/** The kernel IR as text (`qzoc compile --emit kernels`): buffers, then steps with named operands. */
+import { attrsOf, operandsOf, type KOperand, type KProgram, type KScalar, type KStep } from "./kernel-ir.js";
 
 export function printKernels(p: KProgram): string {
   const buf = (id: number) => `#${id}:${p.buffers[id]!.name}`;
-  const arg = (a: KArg) => ("buffer" in a ? buf(a.buffer) : `@${a.param.param}${a.param.index !== undefined ? `[${a.param.index}]` : ""}`);
+  const operand = (a: KOperand | KScalar) =>
+    "buffer" in a ? buf(a.buffer) : "scalar" in a ? String(a.scalar) : `@${a.param.param}${a.param.index !== undefined ? `[${a.param.index}]` : ""}`;
   const lines = [`kernels ${p.graph} (${p.role}) of model ${p.module}  # after ${p.passes.join(", ")}`, "buffers"];
   for (const b of p.buffers) {
     lines.push(`  ${buf(b.id)}: ${b.dtype}[${b.shape.join(", ")}] ${b.role}${b.slot !== undefined ? ` slot ${b.slot}` : ""}`);
   }
   lines.push("steps");
-  const walk = (steps: KStep[], ind: string) => {
+  const walk = (steps: readonly KStep[], ind: string) => {
     for (const s of steps) {
       if (s.kind === "loop") {
         lines.push(`${ind}loop ${s.var} in ${s.start}..${s.end} carry (${s.carried.map((c) => `${buf(c.buffer)} <- ${buf(c.yields)}`).join(", ")}) {  # ${s.from}`);
         walk(s.body, ind + "  ");
         lines.push(`${ind}}`);
       } else {
-        const attrs = Object.entries(s.attrs).map(([k, v]) => `${k}=${v}`);
-        lines.push(`${ind}${s.op}(${[...s.args.map(arg), ...attrs].join(", ")}) -> ${s.outputs.map(buf).join(", ")}  # ${s.from.join("; ")}`);
+        const args = [...operandsOf(s).map((o) => `${o.name}=${operand(o.value)}`), ...attrsOf(s).map((a) => `${a.name}=${a.value}`)];
+        lines.push(`${ind}${s.op}(${args.join(", ")}) -> ${buf(s.out)}  # ${s.from.join("; ")}`);
       }
     }
   };
   walk(p.steps, "  ");
-  if (p.peakBytes) lines.push(`peak temporary bytes: ${p.peakBytes}`);
+  if (p.slots) lines.push(`temporary slots: ${p.slots.length}; peak temporary bytes: ${p.peakBytes}`);
   return lines.join("\n") + "\n";
 }

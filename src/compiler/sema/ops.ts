@@ -1,10 +1,12 @@
 /**
- * The operations a graph may call: their arguments, attributes and typing
- * rules. Adding an op means adding an entry here (and its semantics in the
- * interpreter and the kernel templates); the parser knows nothing of op names.
+ * The operations a graph may call: their arguments, attributes, typing rules
+ * and lowering to a kernel op. Adding an op means adding an entry here, its
+ * semantics in the interpreter and one emitter per code-generation target;
+ * the parser knows nothing of op names.
  */
 import type { AttrValue, DType } from "../ir/ir.js";
 import { Sym } from "../ir/symbolic.js";
+import type { KBuf, KOp, KOperand, KScalar, KWeight } from "../kernels/kernel-ir.js";
 
 /** A value's type while checking: dtype or format name, and symbolic shape. */
 export interface CType {
@@ -36,10 +38,33 @@ export interface InferCtx {
   attrs: Record<string, AttrValue>;
 }
 
+/** What lowering an IR node to a kernel op can ask of the node (kernels/lower.ts implements it). */
+export interface LowerArgs {
+  /** Input i, which must be a computed value. */
+  buf(i: number): KBuf;
+  /** Input i, which must be a parameter. */
+  weight(i: number): KWeight;
+  /** Input i: a computed value or a parameter. */
+  operand(i: number): KOperand;
+  /** Input i when the node has it. */
+  optional(i: number): KOperand | undefined;
+  /** Input i: a computed value or a compile-time constant. */
+  valueOrScalar(i: number): KBuf | KScalar;
+  /** An attribute that is a compile-time integer, number, flag or name. */
+  int(attr: string): number;
+  num(attr: string): number;
+  bool(attr: string): boolean;
+  str<T extends string>(attr: string): T;
+}
+
+/** An op's lowering: the kernel op that computes one IR node. */
+export type Lowering = (a: LowerArgs) => KOp;
+
 export interface OpSpec {
   args: { name: string; kind: ArgKind; optional?: boolean }[];
   attrs: Record<string, AttrSpec>;
   infer(ctx: InferCtx, args: CType[]): CType;
+  kernel: Lowering;
   doc: string;
 }
 
@@ -64,13 +89,14 @@ function dimIs(ctx: InferCtx, got: Sym, want: Sym, arg: number, what: string): v
   if (!ctx.same(got, want)) ctx.fail(`${what} is ${ctx.show(got)}, expected ${ctx.show(want)}`, arg);
 }
 
-const unary = (doc: string): OpSpec => ({ args: [{ name: "x", kind: "float" }], attrs: {}, infer: (_c, [x]) => f32(x!.shape), doc });
+const unary = (doc: string, kernel: Lowering): OpSpec => ({ args: [{ name: "x", kind: "float" }], attrs: {}, infer: (_c, [x]) => f32(x!.shape), kernel, doc });
 
 export const OPS: Record<string, OpSpec> = {
   embedding: {
     doc: "embedding(table[V, D], ids[...]) -> f32[..., D]: rows of a float or quantized table",
     args: [{ name: "table", kind: "weight" }, { name: "ids", kind: "int" }],
     attrs: {},
+    kernel: (a) => ({ op: "embedding", table: a.weight(0), ids: a.buf(1) }),
     infer: (ctx, [table, ids]) => {
       rankIs(ctx, table!, 2, 0, "an embedding table");
       return f32([...ids!.shape, last(table!)]);
@@ -80,6 +106,7 @@ export const OPS: Record<string, OpSpec> = {
     doc: "linear(x[..., K], w[N, K], bias[N]?) -> f32[..., N] = x w^T + bias",
     args: [{ name: "x", kind: "float" }, { name: "w", kind: "weight" }, { name: "bias", kind: "float", optional: true }],
     attrs: {},
+    kernel: (a) => ({ op: "matmul", x: a.buf(0), w: a.weight(1), ...(a.optional(2) ? { bias: a.optional(2)! } : {}) }),
     infer: (ctx, [x, w, bias]) => {
       rank(ctx, x!, 1, 0, "linear's input");
       rankIs(ctx, w!, 2, 1, "a linear weight");
@@ -95,6 +122,7 @@ export const OPS: Record<string, OpSpec> = {
     doc: "rmsnorm(x[..., D], w[D], eps) = x / sqrt(mean(x^2) + eps) * w",
     args: [{ name: "x", kind: "float" }, { name: "w", kind: "float" }],
     attrs: { eps: { type: "float", default: 1e-5, min: 0 } },
+    kernel: (a) => ({ op: "rmsnorm", x: a.buf(0), w: a.operand(1), eps: a.num("eps") }),
     infer: (ctx, [x, w]) => {
       rank(ctx, x!, 1, 0, "rmsnorm's input");
       rankIs(ctx, w!, 1, 1, "a norm weight");
@@ -106,6 +134,7 @@ export const OPS: Record<string, OpSpec> = {
     doc: "layernorm(x[..., D], w[D], b[D], eps) = (x - mean) / sqrt(var + eps) * w + b",
     args: [{ name: "x", kind: "float" }, { name: "w", kind: "float" }, { name: "b", kind: "float" }],
     attrs: { eps: { type: "float", default: 1e-5, min: 0 } },
+    kernel: (a) => ({ op: "layernorm", x: a.buf(0), w: a.operand(1), b: a.operand(2), eps: a.num("eps") }),
     infer: (ctx, [x, w, b]) => {
       rank(ctx, x!, 1, 0, "layernorm's input");
       for (const [i, t] of [[1, w!], [2, b!]] as const) {
@@ -123,6 +152,7 @@ export const OPS: Record<string, OpSpec> = {
       theta: { type: "float", default: 10000, min: 0, minExclusive: true },
       style: { type: "enum", values: ["interleaved", "rotate_half"], default: "interleaved" },
     },
+    kernel: (a) => ({ op: "rope", x: a.buf(0), heads: a.int("heads"), theta: a.num("theta"), style: a.str("style") }),
     infer: (ctx, [x]) => {
       rankIs(ctx, x!, 3, 0, "rope's input [B, T, heads*head_dim]");
       if (!ctx.divides(last(x!), ctx.dim("heads"))) {
@@ -135,6 +165,7 @@ export const OPS: Record<string, OpSpec> = {
     doc: "attention(q[B, T, H*hd], k[B, T, KH*hd], v[B, T, KH*hd], heads, kv_heads, causal) -> f32[B, T, H*hd], softmax(q k^T / sqrt(hd)) v with grouped-query heads",
     args: [{ name: "q", kind: "float" }, { name: "k", kind: "float" }, { name: "v", kind: "float" }],
     attrs: { heads: { type: "int", min: 1 }, kv_heads: { type: "int", min: 1 }, causal: { type: "bool", default: true } },
+    kernel: (a) => ({ op: "attention", q: a.buf(0), k: a.buf(1), v: a.buf(2), heads: a.int("heads"), kvHeads: a.int("kv_heads"), causal: a.bool("causal") }),
     infer: (ctx, [q, k, v]) => {
       rankIs(ctx, q!, 3, 0, "attention's q [B, T, heads*head_dim]");
       rankIs(ctx, k!, 3, 1, "attention's k");
@@ -158,14 +189,15 @@ export const OPS: Record<string, OpSpec> = {
       return f32(q!.shape);
     },
   },
-  silu: unary("silu(x) = x * sigmoid(x)"),
-  gelu: unary("gelu(x) = x * Phi(x) (the erf form)"),
-  relu: unary("relu(x) = max(x, 0)"),
-  softmax: unary("softmax(x) along the last dimension"),
+  silu: unary("silu(x) = x * sigmoid(x)", (a) => ({ op: "unary", fn: "silu", x: a.buf(0) })),
+  gelu: unary("gelu(x) = x * Phi(x) (the erf form)", (a) => ({ op: "unary", fn: "gelu", x: a.buf(0) })),
+  relu: unary("relu(x) = max(x, 0)", (a) => ({ op: "unary", fn: "relu", x: a.buf(0) })),
+  softmax: unary("softmax(x) along the last dimension", (a) => ({ op: "softmax", x: a.buf(0) })),
   positions: {
     doc: "positions(tokens[B, T], offset) -> i32[B, T] = t + offset (learned position tables)",
     args: [{ name: "tokens", kind: "int" }],
     attrs: { offset: { type: "int", default: 0, min: 0 } },
+    kernel: (a) => ({ op: "positions", tokens: a.buf(0), offset: a.int("offset") }),
     infer: (ctx, [t]) => {
       rankIs(ctx, t!, 2, 0, "positions' input [B, T]");
       return i32(t!.shape);
@@ -175,6 +207,7 @@ export const OPS: Record<string, OpSpec> = {
     doc: "next_token_ce(logits[B, T, V], tokens[B, T], mask[B, T]) -> f32[]: mean over masked positions t+1 of -log softmax(logits[t])[tokens[t+1]]",
     args: [{ name: "logits", kind: "float" }, { name: "tokens", kind: "int" }, { name: "mask", kind: "float" }],
     attrs: {},
+    kernel: (a) => ({ op: "next_token_ce", logits: a.buf(0), tokens: a.buf(1), mask: a.buf(2) }),
     infer: (ctx, [logits, tokens, mask]) => {
       rankIs(ctx, logits!, 3, 0, "logits [B, T, V]");
       rankIs(ctx, tokens!, 2, 1, "tokens [B, T]");
@@ -192,6 +225,7 @@ export const OPS: Record<string, OpSpec> = {
       { name: "logits", kind: "float" }, { name: "ids", kind: "int" }, { name: "probs", kind: "float" }, { name: "mask", kind: "float" },
     ],
     attrs: {},
+    kernel: (a) => ({ op: "distill_ce", logits: a.buf(0), ids: a.buf(1), probs: a.buf(2), mask: a.buf(3) }),
     infer: (ctx, [logits, ids, probs, mask]) => {
       rankIs(ctx, logits!, 3, 0, "logits [B, T, V]");
       rankIs(ctx, ids!, 3, 1, "teacher ids [B, T, K]");
@@ -211,6 +245,7 @@ export const OPS: Record<string, OpSpec> = {
       { name: "label", kind: "int" },
     ],
     attrs: { candidates: { type: "int", min: 1 } },
+    kernel: (a) => ({ op: "candidate_ce", logits: a.buf(0), tokens: a.buf(1), mask: a.buf(2), label: a.buf(3), candidates: a.int("candidates") }),
     infer: (ctx, [logits, tokens, mask, label]) => {
       rankIs(ctx, logits!, 3, 0, "logits [E*C, T, V]");
       rankIs(ctx, tokens!, 2, 1, "tokens [E*C, T]");
@@ -225,6 +260,7 @@ export const OPS: Record<string, OpSpec> = {
     doc: "mse(pred, target) -> f32[]: mean squared error",
     args: [{ name: "pred", kind: "float" }, { name: "target", kind: "float" }],
     attrs: {},
+    kernel: (a) => ({ op: "mse", pred: a.buf(0), target: a.buf(1) }),
     infer: (ctx, [a, b]) => {
       sameShape(ctx, a!, b!, 1, "mse's operands");
       return f32([]);
@@ -233,4 +269,13 @@ export const OPS: Record<string, OpSpec> = {
 };
 
 /** Elementwise binary operators of the graph language and their IR op names. */
-export const BINARY_OPS: Record<string, string> = { "+": "add", "-": "sub", "*": "mul", "/": "div" };
+export const BINARY_OPS: Record<string, "add" | "sub" | "mul" | "div"> = { "+": "add", "-": "sub", "*": "mul", "/": "div" };
+
+/** The lowering of the IR ops that operators make (`a + b`, `-x`): elementwise kernels. */
+export const OPERATOR_KERNELS: Record<"add" | "sub" | "mul" | "div" | "neg", Lowering> = {
+  add: (a) => ({ op: "binary", fn: "add", a: a.valueOrScalar(0), b: a.valueOrScalar(1) }),
+  sub: (a) => ({ op: "binary", fn: "sub", a: a.valueOrScalar(0), b: a.valueOrScalar(1) }),
+  mul: (a) => ({ op: "binary", fn: "mul", a: a.valueOrScalar(0), b: a.valueOrScalar(1) }),
+  div: (a) => ({ op: "binary", fn: "div", a: a.valueOrScalar(0), b: a.valueOrScalar(1) }),
+  neg: (a) => ({ op: "unary", fn: "neg", x: a.buf(0) }),
+};
