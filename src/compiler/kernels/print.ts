@@ -7,7 +7,8 @@ export function printKernels(p: KProgram): string {
     "buffer" in a ? buf(a.buffer) : "scalar" in a ? String(a.scalar) : `@${a.param.param}${a.param.index !== undefined ? `[${a.param.index}]` : ""}`;
   const lines = [`kernels ${p.graph} (${p.role}) of model ${p.module}  # after ${p.passes.join(", ")}`, "buffers"];
   for (const b of p.buffers) {
-    lines.push(`  ${buf(b.id)}: ${b.dtype}[${b.shape.join(", ")}] ${b.role}${b.slot !== undefined ? ` slot ${b.slot}` : ""}`);
+    const where = b.slot !== undefined ? ` slot ${b.slot}` : b.role === "temp" && p.slots ? " unused" : "";
+    lines.push(`  ${buf(b.id)}: ${b.dtype}[${b.shape.join(", ")}] ${b.role}${where}`);
   }
   lines.push("steps");
   const walk = (steps: readonly KStep[], ind: string) => {
