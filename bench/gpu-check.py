@@ -69,14 +69,15 @@ def load_weights(man, path=None):
     if path:
         raw = np.fromfile(path, dtype=np.uint8)
         off = 0
-        for s, n in zip(man["weights"], man["weightBytes"]):
+        for s in man["weights"]:
+            n = s["bytes"]
             b = raw[off:off + n].copy()
             off += n
             out.append(b if s["part"] == "codes" else b.view(np.float32))
         return out
     rng = np.random.default_rng(1234)
-    for s, n in zip(man["weights"], man["weightBytes"]):
-        part = s["part"]
+    for s in man["weights"]:
+        part, n = s["part"], s["bytes"]
         if part == "codes":
             out.append(rng.integers(0, 256, size=n, dtype=np.uint8))
         elif part == "scales":
@@ -95,22 +96,29 @@ def load_weights(man, path=None):
 
 
 def masters_of(man, slots):
-    idx = []
-    for t in man["trainables"]:
-        part = {"scale": "scales", "min": "mins"}.get(t["field"], "data")
-        i = next(k for k, s in enumerate(man["weights"]) if s["param"] == t["param"] and s.get("layer") == t.get("layer") and s["part"] == part)
-        idx.append(i)
-    return [slots[i] for i in idx]
+    return [slots[t["slot"]] for t in man["trainables"]]
 
 
 def graph(man, name):
     return next(g for g in man["graphs"] if g["name"] == name)
 
 
-def pscalars(p):
-    if not p:
-        return [0, 0, 0, 0, 0, 0, 1]
-    return [p["seedLo"], p["seedHi"], p["sign"], p["eps"], 1 if p["epsMode"] == "relative" else 0, 1 if p["dist"] == "rademacher" else 0, 1]
+def run_args(g, inputs, out, dims, p):
+    """The pointers and scalars of a graph call, by the ABI the library's manifest describes."""
+    ptrs = []
+    for a in g["pointers"]:
+        ptrs += [inputs[a["name"]]] if a["kind"] == "input" else [out] if a["kind"] == "output" else SLOTS
+    p = p or {}
+    values = {f"dim:{d}": dims[d] for d in g["dims"]}
+    values.update(seed_lo=p.get("seedLo", 0), seed_hi=p.get("seedHi", 0), sign=p.get("sign", 0), eps=p.get("eps", 0),
+                  relative=1 if p.get("epsMode") == "relative" else 0, rademacher=1 if p.get("dist") == "rademacher" else 0, threads=1)
+    return ptrs, [values[n] for n in g["scalars"]]
+
+
+def update_scalars(man, u):
+    values = dict(seed_lo=u["seedLo"], seed_hi=u["seedHi"], d=u["d"], lr=u["lr"], relative=1 if u["epsMode"] == "relative" else 0,
+                  rademacher=1 if u["dist"] == "rademacher" else 0, floor=u["floor"])
+    return [values[n] for n in man["update"]["scalars"]]
 
 
 def b64(s, dt):
@@ -131,15 +139,14 @@ def ulps(a, b):
 def run_lm(lib, man, tokens, mask, B, T, p):
     out = np.full(1, np.nan, dtype=np.float32)
     g = graph(man, "lm")
-    ins = {"tokens": tokens, "mask": mask}
-    lib.call("qzo_run_lm", [ins[i["name"]] for i in g["inputs"]] + [out] + SLOTS, [{"B": B, "T": T}[d] for d in g["dims"]] + pscalars(p))
+    lib.call(g["entry"], *run_args(g, {"tokens": tokens, "mask": mask}, out, {"B": B, "T": T}, p))
     return float(out[0])
 
 
 def run_distill(lib, man, ins, B, T, K, p):
     out = np.full(1, np.nan, dtype=np.float32)
     g = graph(man, "distill")
-    lib.call("qzo_run_distill", [ins[i["name"]] for i in g["inputs"]] + [out] + SLOTS, [{"B": B, "T": T, "K": K}[d] for d in g["dims"]] + pscalars(p))
+    lib.call(g["entry"], *run_args(g, ins, out, {"B": B, "T": T, "K": K}, p))
     return float(out[0])
 
 
@@ -167,7 +174,7 @@ def correctness(index, only=None):
             res = {"B": B, "T": T, "M": B * T}
             if g:
                 out = np.full(ref.size, np.nan, dtype=np.float32)
-                lib.call("qzo_run_forward", [tokens, out] + SLOTS, [{"B": B, "T": T}[x] for x in g["dims"]] + pscalars(None))
+                lib.call(g["entry"], *run_args(g, {"tokens": tokens}, out, {"B": B, "T": T}, None))
                 res["all_written"] = bool(np.isfinite(out).all())
                 res["logits_rel"] = rel(out, ref)
                 ok &= res["all_written"] and res["logits_rel"] < 1e-2
@@ -192,7 +199,7 @@ def correctness(index, only=None):
             for m, b in zip(masters, before):
                 m[:] = b
             lib.call("qzo_sync_masters", masters, [])
-            lib.call("qzo_update", masters, [u["seedLo"], u["seedHi"], u["d"], u["lr"], 1 if u["epsMode"] == "relative" else 0, 1 if u["dist"] == "rademacher" else 0, u["floor"]])
+            lib.call("qzo_update", masters, update_scalars(man, u))
             worst = max(ulps(m, b64(e, np.float32)) for m, e in zip(masters, u["masters"]))
             row["update"].append({"dist": u["dist"], "max_ulps": worst})
             ok &= worst <= (0 if u["dist"] == "rademacher" else 1)
@@ -230,7 +237,7 @@ def training(index):
         lp = run_lm(lib, man, tok, msk, B, T, {**p, "sign": 1})
         lm = run_lm(lib, man, tok, msk, B, T, {**p, "sign": -1})
         dd = min(max((lp - lm) / (2 * h["eps"]), -h["clip"]), h["clip"])
-        lib.call("qzo_update", masters, [ref["seedLo"], ref["seedHi"], dd, h["lr"], 1 if h["epsMode"] == "relative" else 0, 1 if h["dist"] == "rademacher" else 0, h["floor"]])
+        lib.call("qzo_update", masters, update_scalars(man, {"seedLo": ref["seedLo"], "seedHi": ref["seedHi"], "d": dd, "lr": h["lr"], "epsMode": h["epsMode"], "dist": h["dist"], "floor": h["floor"]}))
         ev = run_lm(lib, man, et, em, B, T, None)
         rows.append({"step": s, "gpu": {"loss_plus": lp, "loss_minus": lm, "d": dd, "eval_loss": ev}, "cpu": {k: ref[k] for k in ("loss_plus", "loss_minus", "d", "eval_loss")}})
     secs = time.time() - t0
@@ -348,7 +355,7 @@ def matmul(index, device, only=None):
             man = json.load(open(os.path.join(d, "manifest.json")))
             libs[kind] = (Lib(os.path.join(d, "lib.so")), man)
         SLOTS = load_weights(libs["fused"][1])
-        wbytes = sum(libs["fused"][1]["weightBytes"])
+        wbytes = sum(w["bytes"] for w in libs["fused"][1]["weights"])
         for M in Ms:
             x = np.random.default_rng(M).standard_normal((M, K), dtype=np.float32)
             row = {"fmt": fmt, "N": N, "K": K, "M": M}
@@ -360,7 +367,8 @@ def matmul(index, device, only=None):
                 inner = 50 if M <= 16 else 10 if M <= 256 else 1  # replays of the captured CUDA graph per timed repeat
                 times = np.zeros(reps, dtype=np.float32)
                 p = {"seedLo": 3, "seedHi": 4, "sign": sign, "eps": 1e-2, "epsMode": "relative", "dist": "gaussian"} if sign else None
-                lib.call("qzo_time_lin", [x, y] + SLOTS + [times], [M] + pscalars(p) + [3, reps, inner])
+                ptrs, sc = run_args(graph(man, "lin"), {"x": x}, y, {"M": M}, p)
+                lib.call("qzo_time_lin", ptrs + [times], sc + [3, reps, inner])
                 row[f"{kind}_ms"] = float(np.median(times))
                 row[f"{kind}_spread_ms"] = float(np.max(times) - np.min(times))
                 outs[kind] = y
@@ -401,7 +409,8 @@ def variants(index):
             x = np.random.default_rng(M).standard_normal((M, e["K"]), dtype=np.float32)
             y = np.full((M, e["N"]), np.nan, dtype=np.float32)
             times = np.zeros(7, dtype=np.float32)
-            lib.call("qzo_time_lin", [x, y] + SLOTS + [times], [M] + pscalars(None) + [3, 7, 10 if M <= 256 else 1])
+            ptrs, sc = run_args(graph(man, "lin"), {"x": x}, y, {"M": M}, None)
+            lib.call("qzo_time_lin", ptrs + [times], sc + [3, 7, 10 if M <= 256 else 1])
             key = (e["fmt"], M)
             base.setdefault(key, y)
             same = bool(np.array_equal(y, base[key])) and bool(np.isfinite(y).all())
@@ -424,7 +433,7 @@ def step7b(index):
     t0 = time.time()
     SLOTS = load_weights(man)
     masters = masters_of(man, SLOTS)
-    log(f"step7b: random weights drawn in {time.time() - t0:.1f}s ({sum(man['weightBytes']) / 1e9:.2f} GB host)")
+    log(f"step7b: random weights drawn in {time.time() - t0:.1f}s ({sum(w['bytes'] for w in man['weights']) / 1e9:.2f} GB host)")
     B, T = e["B"], e["T"]
     vocab = next(c for c in man["graphs"] if c["name"] == "lm")
     rng = np.random.default_rng(5)
@@ -443,7 +452,7 @@ def step7b(index):
         lp = run_lm(lib, man, tok, msk, B, T, {**p, "sign": 1})
         lm = run_lm(lib, man, tok, msk, B, T, {**p, "sign": -1})
         dd = min(max((lp - lm) / 2e-3, -100), 100)
-        lib.call("qzo_update", masters, [11, 12 + s, dd, 1e-7, 1, 0, 1e-7])
+        lib.call("qzo_update", masters, update_scalars(man, {"seedLo": 11, "seedHi": 12 + s, "d": dd, "lr": 1e-7, "epsMode": "relative", "dist": "gaussian", "floor": 1e-7}))
         times.append(time.time() - t0)
     lib.call("qzo_cuda_stats", [stats], [0])
     step_peak, dev_used, dev_total = stats[1], stats[3], stats[4]

@@ -27,22 +27,21 @@ import { join } from "node:path";
 import { checkFile } from "../src/compiler/check.js";
 import { packageRoot } from "../src/util/package-root.js";
 import { distillBatch, lmBatch, randomModel } from "../test/support/random-model.js";
-import { buildCpuLibrary } from "../src/compiler/build/build-cpu.js";
-import { generateCpu } from "../src/compiler/codegen/cpu.js";
 import type { ModuleIR } from "../src/compiler/ir/ir.js";
 import { buildCudaLibraryAsync, nvccVersion } from "../src/compiler/build/build-cuda.js";
-import { generateCuda } from "../src/compiler/codegen/cuda.js";
-import { formatOf } from "../src/compiler/codegen/weights.js";
+import { TARGETS } from "../src/compiler/codegen/targets.js";
 import { kernelsOf } from "../src/compiler/kernels/kernel-ir.js";
-import { createCpuBackend, type StoredModel } from "../src/runtime/backends/cpu.js";
-import { cudaAvailable } from "../src/runtime/backends/cuda.js";
+import type { PipelineName } from "../src/compiler/kernels/passes/index.js";
+import { compileModule } from "../src/compiler/pipeline.js";
+import { cudaAvailable } from "../src/runtime/backends/cuda-device.js";
+import { weightArrays } from "../src/runtime/backends/kernel-args.js";
+import { createKernelBackend, type StoredModel } from "../src/runtime/backends/kernel-backend.js";
 import { bindModel } from "../src/runtime/load/bind.js";
 import { modelTokenizer } from "../src/runtime/load/tokenizer.js";
 import { batchOrder, datasetSize, loadDataset, makeBatch } from "../src/runtime/data/dataset.js";
-import { unpackRaw } from "../src/runtime/quant/codec.js";
 import { projectedGradient } from "../src/runtime/interpret/update.js";
 import { stepSeedPair } from "../src/runtime/rng/direction.js";
-import type { Batch, PerturbSpec } from "../src/runtime/train/backend.js";
+import type { Batch, PerturbSpec } from "../src/runtime/backends/backend.js";
 
 const repo = packageRoot();
 
@@ -135,10 +134,12 @@ async function main(): Promise<void> {
     mkdirSync(dir, { recursive: true });
     const m = check(spec, over);
     const graphs = ["lm", "distill", "forward"].filter((g) => m.graphs.some((x) => x.name === g));
-    const gen = generateCuda(m, graphs, { unfused: Boolean(unfused) });
+    const pipeline: PipelineName = unfused ? "unfused" : "fused";
+    const artifact = compileModule(m, { graphs, pipeline });
+    const gen = TARGETS.cuda.generate(artifact);
     const model = randomModel(m, 7 + CASES.findIndex((c) => c[0] === name));
-    const cpu = createCpuBackend(model, { loss: "lm", threads: 2, unfused: Boolean(unfused) });
-    const cpuDistill = graphs.includes("distill") ? createCpuBackend(model, { loss: "distill", threads: 2, unfused: Boolean(unfused) }) : undefined;
+    const cpu = createKernelBackend(model, "cpu", { loss: "lm", threads: 2, pipeline });
+    const cpuDistill = graphs.includes("distill") ? createKernelBackend(model, "cpu", { loss: "distill", threads: 2, pipeline }) : undefined;
     const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
     const runs: unknown[] = [];
     const perturbs: (PerturbSpec | null)[] = [
@@ -160,8 +161,7 @@ async function main(): Promise<void> {
     }
     // The weight arrays (before any update), then the masters after one update of each kind.
     const man = gen.manifest;
-    const weights = man.weights.map((s) => hostArray(model, m, s.param, s.layer, s.part));
-    writeFileSync(join(dir, "weights.bin"), Buffer.concat(weights.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
+    writeWeights(join(dir, "weights.bin"), model, man);
     const updates = [
       { seedLo: 5, seedHi: 6, d: -0.7, lr: 1e-2, epsMode: "relative" as const, dist: "gaussian" as const, floor: 1e-7 },
       { seedLo: 9, seedHi: 1, d: 0.3, lr: 1e-3, epsMode: "absolute" as const, dist: "rademacher" as const, floor: 1e-7 },
@@ -174,14 +174,14 @@ async function main(): Promise<void> {
     });
     cpu.setValues(before);
     // Every graph of the CUDA library, on the CPU: for gpu-check.py --selftest-cpu (the Python plumbing, no GPU).
-    copyFileSync(buildCpuLibrary(generateCpu(m, graphs, { unfused: Boolean(unfused) }).source).path, join(dir, "cpu.so"));
+    copyFileSync(TARGETS.cpu.build(TARGETS.cpu.generate(artifact)).path, join(dir, "cpu.so"));
     cpu.close();
     cpuDistill?.close();
-    const kernels = [...new Set(gen.programs.flatMap((p) => kernelsOf(p.steps).map((k) => k.op)))];
+    const kernels = [...new Set(artifact.programs.flatMap((p) => kernelsOf(p.steps).map((k) => k.op)))];
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(man));
     writeFileSync(join(dir, "cases.json"), JSON.stringify({ name, spec, overrides: over, kernels, runs, updates: updates.map((u, i) => ({ ...u, masters: after[i] })) }));
     (index["correctness"] as unknown[]).push({ name, dir: `correctness/${name}`, kernels });
-    if (nvcc) jobs.push({ what: `correctness/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs }), dir) });
+    if (nvcc) jobs.push({ what: `correctness/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs }), dir) });
     console.log(`  correctness/${name}: CPU references written (kernels: ${kernels.join(", ")})`);
   }
 
@@ -194,8 +194,8 @@ async function main(): Promise<void> {
     mkdirSync(dir, { recursive: true });
     const bound = bindModel(gguf);
     const m = bound.module;
-    const gen = generateCuda(m, ["lm"]);
-    const cpu = createCpuBackend(bound, { loss: "lm", threads: 2 });
+    const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lm"] }));
+    const cpu = createKernelBackend(bound, "cpu", { loss: "lm", threads: 2 });
     const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
     const steps = quick ? 10 : 40;
     const B = 16, T = 128;
@@ -213,10 +213,7 @@ async function main(): Promise<void> {
     const trajectory: unknown[] = [];
     const batches: string[] = [];
     const man = gen.manifest;
-    writeFileSync(join(dir, "weights.bin"), Buffer.concat(man.weights.map((s) => {
-      const a = hostArray(bound, m, s.param, s.layer, s.part);
-      return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-    })));
+    writeWeights(join(dir, "weights.bin"), bound, man);
     for (let s = 0; s < steps; s++) {
       const batch = batchAt(s);
       if (batch["tokens"]!.shape[0] !== B || batch["tokens"]!.shape[1] !== T) throw new Error(`training: batch of shape ${batch["tokens"]!.shape}, expected [${B}, ${T}]`);
@@ -230,14 +227,14 @@ async function main(): Promise<void> {
       trajectory.push({ step: s, seedLo, seedHi, loss_plus: lp, loss_minus: lm, d: g.clipped, eval_loss: cpu.loss(evalBatch) });
     }
     // The CPU library (for --selftest-cpu) starts from the original scales: rebuild it unchanged.
-    const cpu0 = createCpuBackend(bindModel(gguf), { loss: "lm", threads: 2 });
+    const cpu0 = createKernelBackend(bindModel(gguf), "cpu", { loss: "lm", threads: 2 });
     copyFileSync(cpu0.library.path, join(dir, "cpu.so"));
     cpu0.close();
     cpu.close();
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(man));
     writeFileSync(join(dir, "train.json"), JSON.stringify({ model: gguf, data: useText ? "data/stories260K-self" : "random tokens", B, T, hyper: { ...hyper, runSeed: String(hyper.runSeed) }, eval: { tokens: b64(evalBatch["tokens"]!.data as Int32Array), mask: b64(evalBatch["mask"]!.data as Float32Array) }, batches, trajectory }));
     index["training"] = { dir: "training", steps };
-    if (nvcc) jobs.push({ what: "training", run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs }), dir) });
+    if (nvcc) jobs.push({ what: "training", run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs }), dir) });
     console.log(`  training: CPU trajectory of ${steps} steps written (first eval ${(trajectory[0] as { eval_loss: number }).eval_loss.toFixed(4)}, last ${(trajectory[steps - 1] as { eval_loss: number }).eval_loss.toFixed(4)})`);
   }
 
@@ -254,10 +251,10 @@ async function main(): Promise<void> {
         const name = `${fmt}-${N}x${K}-${unfused ? "unfused" : "fused"}`;
         const dir = join(bundle, "matmul", name);
         mkdirSync(dir, { recursive: true });
-        const gen = generateCuda(m, ["lin"], { unfused });
+        const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lin"], pipeline: unfused ? "unfused" : "fused" }));
         writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
         (index["matmul"] as unknown[]).push({ name, dir: `matmul/${name}`, fmt, N, K, unfused });
-        if (nvcc) jobs.push({ what: `matmul/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs }), dir) });
+        if (nvcc) jobs.push({ what: `matmul/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs: timeArch.length ? timeArch : archs }), dir) });
       }
     }
   }
@@ -266,7 +263,7 @@ async function main(): Promise<void> {
   index["variants"] = [];
   for (const fmt of MM_FORMATS) {
     const m = check(join(tmpSpecDir, `mm_${fmt}_4096x4096.qzo`), {});
-    const gen = generateCuda(m, ["lin"]);
+    const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lin"] }));
     for (const [stages, minBlocks] of PIPE_VARIANTS) {
       const name = `${fmt}-4096x4096-s${stages}-b${minBlocks}`;
       const dir = join(bundle, "variants", name);
@@ -274,7 +271,7 @@ async function main(): Promise<void> {
       writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
       (index["variants"] as unknown[]).push({ name, dir: `variants/${name}`, fmt, N: 4096, K: 4096, stages, minBlocks });
       const defines = { QZO_PIPE_STAGES: stages, QZO_PIPE_MIN_BLOCKS: minBlocks };
-      if (nvcc) jobs.push({ what: `variants/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs, defines }), dir) });
+      if (nvcc) jobs.push({ what: `variants/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs: timeArch.length ? timeArch : archs, defines }), dir) });
     }
   }
 
@@ -283,10 +280,10 @@ async function main(): Promise<void> {
     const dir = join(bundle, "step7b");
     mkdirSync(dir, { recursive: true });
     const m = check("models/llama.qzo", { weight: "gptq_int4", embed: "f32" });
-    const gen = generateCuda(m, ["lm"]);
+    const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lm"] }));
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
     index["step7b"] = { dir: "step7b", B: 16, T: 256 };
-    if (nvcc) jobs.push({ what: "step7b", run: async () => copyLib(await buildCudaLibraryAsync(gen.source, { archs: timeArch.length ? timeArch : archs }), dir) });
+    if (nvcc) jobs.push({ what: "step7b", run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs: timeArch.length ? timeArch : archs }), dir) });
   }
 
   writeFileSync(join(bundle, "index.json"), JSON.stringify(index, null, 1));
@@ -307,31 +304,10 @@ function stepSeedPairNum(runSeed: bigint, step: number): [number, number] {
   return [r.lo, r.hi];
 }
 
-/** One weight slot's host array, as backends/cpu.ts passes it. */
-function hostArray(model: StoredModel, m: ModuleIR, param: string, layer: number | undefined, part: string): Float32Array | Uint8Array {
-  const w = model.stored(param, layer);
-  if (part === "data") {
-    if (w.kind !== "float") throw new Error(`${param}: expected float data`);
-    return w.data;
-  }
-  if (w.kind !== "quant") throw new Error(`${param}: expected a quantized tensor`);
-  const p = m.params.find((x) => x.name === param)!;
-  const f = formatOf(m, p)!;
-  if (part === "codes") return f.layout.kind === "record" ? w.packed.storage["blocks"]! : w.packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!;
-  const raw = unpackRawCached(w.packed);
-  if (part === "scales") return Float32Array.from(raw.scales);
-  if (part === "mins") return Float32Array.from(raw.mins!);
-  return Float32Array.from(raw.zeros!, (z: number) => z + f.zero!.adjust);
-}
-
-const rawCache = new WeakMap<object, ReturnType<typeof unpackRaw>>();
-function unpackRawCached(p: Parameters<typeof unpackRaw>[0]) {
-  let r = rawCache.get(p);
-  if (!r) {
-    r = unpackRaw(p);
-    rawCache.set(p, r);
-  }
-  return r;
+/** Every weight slot's host array, as the kernel backends pass them, one after the other. */
+function writeWeights(path: string, model: StoredModel, man: ReturnType<typeof TARGETS.cuda.generate>["manifest"]): void {
+  const { slots } = weightArrays(model, man, "CUDA");
+  writeFileSync(path, Buffer.concat(slots.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
 }
 
 async function copyLib(lib: { path: string }, dir: string): Promise<void> {

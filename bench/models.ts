@@ -10,9 +10,9 @@ import { join, resolve } from "node:path";
 import { checkFile } from "../src/compiler/check.js";
 import { CompileError } from "../src/compiler/diagnostics.js";
 import type { ModuleIR } from "../src/compiler/ir/ir.js";
-import { configInts, evalConcrete, paramLayers } from "../src/compiler/codegen/weights.js";
-import type { CpuManifest } from "../src/compiler/codegen/cpu.js";
-import type { StoredModel } from "../src/runtime/backends/cpu.js";
+import type { Manifest } from "../src/compiler/abi.js";
+import { configInts, evalConcrete, paramLayers } from "../src/compiler/ir/queries.js";
+import type { StoredModel } from "../src/runtime/backends/kernel-backend.js";
 import { bindModel } from "../src/runtime/load/bind.js";
 import { packageRoot } from "../src/util/package-root.js";
 import { randomModel } from "../test/support/random-model.js";
@@ -101,7 +101,7 @@ export interface WeightSizes {
   largestDequantBytes: number;
 }
 
-export function weightSizes(model: StoredModel, manifest: CpuManifest): WeightSizes {
+export function weightSizes(model: StoredModel, manifest: Manifest): WeightSizes {
   const m = model.module;
   const ints = configInts(m);
   let packedBytes = 0;
@@ -122,7 +122,7 @@ export function weightSizes(model: StoredModel, manifest: CpuManifest): WeightSi
 }
 
 /** A graph's planned temporaries (its manifest's peakBytes formula) at this config and batch. */
-export function plannedTempBytes(m: ModuleIR, manifest: CpuManifest, graph: string, dims: Record<string, number>): { formula: string; bytes: number } {
+export function plannedTempBytes(m: ModuleIR, manifest: Manifest, graph: string, dims: Record<string, number>): { formula: string; bytes: number } {
   const g = manifest.graphs.find((x) => x.name === graph);
   if (!g) throw new Error(`no graph '${graph}' in the manifest`);
   const env = configInts(m);

@@ -23,8 +23,8 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { createCpuBackend, type CpuBackend } from "../src/runtime/backends/cpu.js";
-import type { Batch } from "../src/runtime/train/backend.js";
+import { createKernelBackend, type KernelBackend } from "../src/runtime/backends/kernel-backend.js";
+import type { Batch } from "../src/runtime/backends/backend.js";
 import { packageRoot } from "../src/util/package-root.js";
 import { timeLlamaCppForward, type LlamaCppResult } from "./llama-cpp.js";
 import {
@@ -155,7 +155,7 @@ interface StepOut {
 const clip = (d: number) => Math.min(Math.max(d, -CLIP), CLIP);
 
 /** FUSED: L(S + eps z), L(S - eps z) computed with the perturbation inside the kernels, then one update kernel. */
-function fusedStep(be: CpuBackend, batch: Batch, seed: number, mode: "absolute" | "relative"): StepOut {
+function fusedStep(be: KernelBackend, batch: Batch, seed: number, mode: "absolute" | "relative"): StepOut {
   const eps = mode === "absolute" ? EPS : REL_EPS;
   const p = { seedLo: seed, seedHi: SEED_HI, eps, epsMode: mode, dist: "gaussian" } as const;
   const lp = be.loss(batch, { ...p, sign: 1 });
@@ -177,7 +177,7 @@ function fusedStep(be: CpuBackend, batch: Batch, seed: number, mode: "absolute" 
  * Each sweep rounds to fp32, so the restored scales are close to, not bit-identical with, the originals
  * (measured: `restore` in the child's JSON). The losses run the unfused kernels with no perturbation.
  */
-function unfusedStep(be: CpuBackend, batch: Batch, seed: number, afterRestore?: () => void): StepOut {
+function unfusedStep(be: KernelBackend, batch: Batch, seed: number, afterRestore?: () => void): StepOut {
   const sweep = (d: number, lr: number, floor: number) => be.update({ seedLo: seed, seedHi: SEED_HI, d, lr, epsMode: "absolute", dist: "gaussian", floor });
   sweep(-1, EPS, 0);
   const lp = be.loss(batch);
@@ -224,7 +224,7 @@ async function child(args: Args, def: BenchModelDef, variant: Variant): Promise<
   const vocab = configInt(m, "vocab");
   const threads = variant === "forward" ? args.fwdThreads : args.threads;
   const t1 = performance.now();
-  const be = createCpuBackend(model, { loss: "lm", threads, unfused: variant === "unfused" });
+  const be = createKernelBackend(model, "cpu", { loss: "lm", threads, pipeline: variant === "unfused" ? "unfused" : "fused" });
   const backendMs = performance.now() - t1;
   const out: ChildResult = { model: def.name, variant, threads, loadMs, backendMs, maxRssKB: 0, rssAtResetKB: null, hwmSinceResetKB: null, peakReset: false };
   out.sizes = weightSizes(model, be.manifest);

@@ -14,7 +14,9 @@ import { readSource } from "../compiler/sema/program.js";
 import { parseSource } from "../compiler/syntax/parse.js";
 import { prettyPrint } from "../compiler/syntax/pretty.js";
 import { astToJson } from "../compiler/syntax/ast-json.js";
-import { generateCpu } from "../compiler/codegen/cpu.js";
+import type { TargetName } from "../compiler/codegen/target.js";
+import { TARGETS } from "../compiler/codegen/targets.js";
+import { compileModule } from "../compiler/pipeline.js";
 import { lowerToKernels } from "../compiler/kernels/lower.js";
 import { runPasses } from "../compiler/kernels/passes/index.js";
 import { printKernels } from "../compiler/kernels/print.js";
@@ -27,8 +29,11 @@ function requireFile(path: string): void {
   if (!statSync(path).isFile()) throw new QzoError(`${path}: not a file`);
 }
 
-const STAGES = ["ast", "ir", "kernels", "cpp"] as const;
+const STAGES = ["ast", "ir", "kernels", "cpp", "cuda"] as const;
 type Stage = (typeof STAGES)[number];
+
+/** The target whose generated source each code stage is. */
+const STAGE_TARGET: Partial<Record<Stage, TargetName>> = { cpp: "cpu", cuda: "cuda" };
 
 const program = new Command("qzoc")
   .description("Compiler for .qzo model and quantization-format specs")
@@ -62,15 +67,17 @@ program
   .command("compile")
   .description("lower a spec and show or write its stages")
   .argument("<file>", ".qzo file")
-  .addOption(new Option("--emit <stages>", "comma-separated stages to show: ast, ir, kernels (after each pass), cpp").default("ir"))
-  .addOption(new Option("--target <target>", "code generator for the kernels and cpp stages").choices(["cpu"]).default("cpu"))
+  .addOption(new Option("--emit <stages>", "comma-separated stages to show: ast, ir, kernels (after each pass), cpp (the CPU target's C++), cuda (the CUDA target's .cu)").default("ir"))
+  .addOption(new Option("--target <target>", "the code generator whose source the generated-code stages show").choices(Object.keys(TARGETS)))
   .option("--graphs <names>", "graphs to generate code for (default: the train loss and forward)")
-  .option("-o, --out <dir>", "write the stages into DIR (<name>.ast.json, <name>.ir.txt/.ir.json, <name>.kernels.txt, <name>.cpp + <name>.manifest.json)")
+  .option("-o, --out <dir>", "write the stages into DIR (<name>.ast.json, <name>.ir.txt/.ir.json, <name>.kernels.txt, <name>.cpp or <name>.cu with its headers under qzo/ and <name>.<target>.manifest.json)")
   .option("--set <key=value>", "override a config entry (repeatable)", collectSet, {})
-  .action((file: string, opts: { emit: string; out?: string; set: Record<string, string>; graphs?: string }) => {
-    const stages = opts.emit.split(",").map((s) => s.trim());
+  .action((file: string, opts: { emit: string; out?: string; set: Record<string, string>; graphs?: string; target?: TargetName }) => {
+    const stages = opts.emit.split(",").map((s) => s.trim()) as Stage[];
     for (const s of stages) {
       if (!(STAGES as readonly string[]).includes(s)) throw new QzoError(`--emit: unknown stage '${s}' (stages: ${STAGES.join(", ")})`, 2);
+      const t = STAGE_TARGET[s];
+      if (t && opts.target && t !== opts.target) throw new QzoError(`--emit ${s} is the ${t} target's source, but --target is ${opts.target}; emit ${TARGETS[opts.target].stage}`, 2);
     }
     requireFile(file);
     const r = checkFile(file, opts.set);
@@ -88,7 +95,8 @@ program
         if (opts.out) outputs.push({ stage: "ir", file: `${name}.ir.json`, text: moduleToJson(m) });
       }
     }
-    if (stages.includes("kernels") || stages.includes("cpp")) {
+    const codeStages = stages.filter((st) => STAGE_TARGET[st] !== undefined);
+    if (stages.includes("kernels") || codeStages.length) {
       const m = r.modules[0];
       if (!m) throw new QzoError(`${file}: declares no model, so there are no kernels`);
       const graphs = opts.graphs ? opts.graphs.split(",").map((g) => g.trim()) : [m.train.loss, "forward"].filter((g, i, a) => g && a.indexOf(g) === i && m.graphs.some((x) => x.name === g));
@@ -100,10 +108,18 @@ program
         });
         outputs.push({ stage: "kernels", file: `${name}.kernels.txt`, text: text.join("\n") });
       }
-      if (stages.includes("cpp")) {
-        const gen = generateCpu(m, graphs);
-        outputs.push({ stage: "cpp", file: `${name}.cpp`, text: gen.source });
-        if (opts.out) outputs.push({ stage: "cpp", file: `${name}.manifest.json`, text: JSON.stringify(gen.manifest, null, 1) + "\n" });
+      const artifact = codeStages.length ? compileModule(m, { graphs }) : undefined;
+      for (const st of codeStages) {
+        const target = TARGETS[STAGE_TARGET[st]!];
+        const missing = target.unsupported(artifact!);
+        if (missing.length) throw new QzoError(`${file}: the ${target.name} code generator has no kernel for ${missing[0]}; choose other --graphs`);
+        const code = target.generate(artifact!);
+        const [program, ...headers] = code.files;
+        outputs.push({ stage: st, file: `${name}.${st === "cuda" ? "cu" : "cpp"}`, text: program!.text });
+        if (opts.out) {
+          outputs.push(...headers.map((h) => ({ stage: st, file: h.path, text: h.text })));
+          outputs.push({ stage: st, file: `${name}.${target.name}.manifest.json`, text: JSON.stringify(code.manifest, null, 1) + "\n" });
+        }
       }
     }
     for (const o of outputs) {

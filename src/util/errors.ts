@@ -19,3 +19,15 @@ export function fileError(file: string, offset: number | undefined, message: str
   const where = offset === undefined ? "" : ` at byte ${offset}:`;
   return new QzoError(`${file}:${where} ${message}`);
 }
+
+/**
+ * A backend cannot run this model here (no compiler, no native addon, a kernel or format it has no
+ * code for), though the input is fine: `--device auto` falls back to the next backend on this
+ * error only; every other error is the user's input and is reported as it is.
+ */
+export class UnsupportedError extends QzoError {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnsupportedError";
+  }
+}

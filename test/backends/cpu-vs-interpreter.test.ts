@@ -10,11 +10,11 @@
 import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import type { ModuleIR } from "../../src/compiler/ir/ir.js";
-import { createCpuBackend } from "../../src/runtime/backends/cpu.js";
+import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
 import { runGraph, type ParamValue, type Perturbation } from "../../src/runtime/interpret/interpreter.js";
 import { applyUpdate } from "../../src/runtime/interpret/update.js";
 import { unpack } from "../../src/runtime/quant/codec.js";
-import type { Batch } from "../../src/runtime/train/backend.js";
+import type { Batch } from "../../src/runtime/backends/backend.js";
 import { distillBatch, lmBatch as randomBatch, randomModel as randomStored } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -54,7 +54,7 @@ function setup(spec: string, overrides: Record<string, string | number>, seed: n
   expect(r.diagnostics.map((d) => d.message)).toEqual([]);
   const m = r.modules[0]!;
   const model = randomModel(m, seed);
-  const cpu = createCpuBackend(model, { loss, threads: 2, unfused: Boolean(unfused) });
+  const cpu = createKernelBackend(model, "cpu", { loss, threads: 2, pipeline: unfused ? "unfused" : "fused" });
   return { m, model, cpu, vocab: m.config.find((c) => c.name === "vocab")!.value.value as number };
 }
 

@@ -3,7 +3,7 @@
  * cpu-vs-interpreter.test.ts): each variant to an sm_80 object (nvcc -c --keep), whose PTX must
  * use the tensor cores (mma.sync m16n8k16) fed by ldmatrix; one spec as the full fat library
  * (sm_80, sm_89, sm_90a, static CUDA runtime). Nothing here runs on a GPU: on a machine without
- * one, the library must say so in one line, and createCudaBackend must fail with one line that
+ * one, the library must say so in one line, and the CUDA kernel backend must fail with one line that
  * says what to do. Skipped (with a message) where nvcc is missing.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -12,13 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import { buildCudaLibraryAsync, cudaErrorLine, nvccVersion } from "../../src/compiler/build/build-cuda.js";
 import type { BuiltLibrary } from "../../src/compiler/build/build-cpu.js";
-import { generateCuda } from "../../src/compiler/codegen/cuda.js";
-import { generateCpu } from "../../src/compiler/codegen/cpu.js";
-import { configInts, evalConcrete, formatOf } from "../../src/compiler/codegen/weights.js";
+import { TARGETS } from "../../src/compiler/codegen/targets.js";
+import { configInts, evalConcrete, formatOf } from "../../src/compiler/ir/queries.js";
+import { compileModule } from "../../src/compiler/pipeline.js";
 import { kernelsOf } from "../../src/compiler/kernels/kernel-ir.js";
 import { unpackRaw } from "../../src/runtime/quant/codec.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
-import { cudaAvailable, createCudaBackend } from "../../src/runtime/backends/cuda.js";
+import { cudaAvailable } from "../../src/runtime/backends/cuda-device.js";
+import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
 import { openKernelLibrary } from "../../src/native/index.js";
 import { QzoError } from "../../src/util/errors.js";
 
@@ -48,7 +49,8 @@ function source(spec: string, overrides: Record<string, string | number>, unfuse
   expect(r.diagnostics.map((d) => d.message)).toEqual([]);
   const m = r.modules[0]!;
   const graphs = ["lm", "distill", "forward"].filter((name) => m.graphs.some((g) => g.name === name));
-  return { m, gen: generateCuda(m, graphs, { unfused }) };
+  const artifact = compileModule(m, { graphs, pipeline: unfused ? "unfused" : "fused" });
+  return { m, artifact, gen: TARGETS.cuda.generate(artifact) };
 }
 
 /** Runs async jobs two at a time (2 cores). */
@@ -75,7 +77,7 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
     const jobs: (() => Promise<void>)[] = cases.map(([name, spec, over]) => async () => {
       const t0 = Date.now();
       try {
-        objects.set(name, await buildCudaLibraryAsync(source(spec, over).gen.source, { archs: ["80"], objectOnly: true, keep: true }));
+        objects.set(name, await buildCudaLibraryAsync(source(spec, over).gen, { archs: ["80"], objectOnly: true, keep: true }));
       } catch (e) {
         objects.set(name, e as Error);
       }
@@ -84,7 +86,7 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
     jobs.unshift(async () => {
       const t0 = Date.now();
       try {
-        fat = await buildCudaLibraryAsync(source("models/llama.qzo", { ...SMALL, weight: "q4_0" }).gen.source);
+        fat = await buildCudaLibraryAsync(source("models/llama.qzo", { ...SMALL, weight: "q4_0" }).gen);
       } catch (e) {
         fat = e as Error;
       }
@@ -124,7 +126,7 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
         expect(lib.call("qzo_cuda_init", [])).toBe(3);
         expect(lib.lastError()).toMatch(/^no CUDA (driver \(libcuda\.so\.1\) found|device.*)$/);
         // The kernel entries refuse cleanly too (no crash without a driver).
-        expect(lib.call("qzo_update", new Array(man.trainables.length).fill(new Float32Array(1)).concat([0, 0, 0, 0, 0, 0, 0]))).toBe(3);
+        expect(lib.call("qzo_update", new Array(man.trainables.length).fill(new Float32Array(1)).concat(man.update.scalars.map(() => 0)))).toBe(3);
       }
     } finally {
       lib.close();
@@ -138,41 +140,41 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
 });
 
 describe("generated CUDA, without nvcc", () => {
-  it.each(cases)("%s: the CPU generator's manifest and programs, slot sizes of the runtime's arrays, every kernel named", (_name, spec, over) => {
-    const { m, gen } = source(spec, over);
-    const graphs = gen.manifest.graphs.map((g) => g.name);
-    const cpu = generateCpu(m, graphs);
-    const { target, weightBytes, ...rest } = gen.manifest;
+  it.each(cases)("%s: the pipeline's manifest, slot sizes of the runtime's arrays, every kernel named", (_name, spec, over) => {
+    const { m, artifact, gen } = source(spec, over);
+    const { target, ...rest } = gen.manifest;
     expect(target).toBe("cuda");
-    expect(rest).toEqual(cpu.manifest);
-    // The byte sizes the library copies are the sizes of the arrays the runtime passes (backends/cpu.ts weightArrays).
+    expect(rest).toEqual(artifact.manifest);
+    expect(TARGETS.cpu.generate(artifact).manifest).toEqual({ ...artifact.manifest, target: "cpu" });
+    // The byte sizes the library copies are the sizes of the arrays the runtime passes (backends/kernel-args.ts weightArrays).
     const ints = configInts(m);
-    gen.manifest.weights.forEach((s, i) => {
+    gen.manifest.weights.forEach((s) => {
       const p = m.params.find((x) => x.name === s.param)!;
       const shape = p.type.shape.map((d) => evalConcrete(d, ints));
       const f = formatOf(m, p);
-      if (!f) return expect(weightBytes[i]).toBe(4 * shape.reduce((a, b) => a * b, 1));
+      if (!f) return expect(s.bytes).toBe(4 * shape.reduce((a, b) => a * b, 1));
       const packed = quantizeRTN(f, shape[0]!, shape[1]!, new Float32Array(shape[0]! * shape[1]!).fill(0.01));
       const raw = unpackRaw(packed);
       const want =
         s.part === "codes"
           ? (f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!).byteLength
           : 4 * raw.scales.length;
-      expect(weightBytes[i], s.name).toBe(want);
+      expect(s.bytes, s.name).toBe(want);
     });
-    for (const p of gen.programs) for (const k of kernelsOf(p.steps)) for (const f of k.from) expect(gen.source).toContain(f.replace(/"/g, "'"));
+    const program = gen.files[0]!.text;
+    for (const p of artifact.programs) for (const k of kernelsOf(p.steps)) for (const f of k.from) expect(program).toContain(f.replace(/"/g, "'"));
   });
 });
 
 describe("CUDA availability", () => {
-  it("createCudaBackend on a machine without a GPU fails with one line saying what to do", () => {
+  it("the CUDA kernel backend on a machine without a GPU fails with one line saying what to do", () => {
     const avail = cudaAvailable();
     if (avail.ok) return; // a GPU machine: bench/gpu-check.ts covers it
     const r = checkFile(`${root}models/llama.qzo`, { ...SMALL, weight: "q4_0" });
     const m = r.modules[0]!;
     let err: unknown;
     try {
-      createCudaBackend({ module: m, stored: () => { throw new Error("no weights needed"); } }, { loss: "lm" });
+      createKernelBackend({ module: m, stored: () => { throw new Error("no weights needed"); } }, "cuda", { loss: "lm" });
     } catch (e) {
       err = e;
     }

@@ -7,13 +7,13 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createCpuBackend } from "../../src/runtime/backends/cpu.js";
+import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
 import { bindModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 import { loadDataset } from "../../src/runtime/data/dataset.js";
-import { createInterpreterBackend } from "../../src/runtime/train/interp-backend.js";
+import { createInterpreterBackend } from "../../src/runtime/backends/interp-backend.js";
 import { datasetData, parseLog, train, type TrainHyper } from "../../src/runtime/train/trainer.js";
-import type { Backend } from "../../src/runtime/train/backend.js";
+import type { Backend } from "../../src/runtime/backends/backend.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const MODEL = join(root, "models", "weights", "stories260K", "stories260K-q4_0.gguf");
@@ -30,7 +30,7 @@ describe("a QZO run on the CPU kernels and on the interpreter", () => {
       const steps = parseLog(readFileSync(join(runDir, "log.jsonl"), "utf8")).filter((r) => "loss_plus" in r) as { loss_plus: number; loss_minus: number; d: number }[];
       return { steps, values: backend.values().map((v) => Float32Array.from(v)) };
     };
-    const cpu = createCpuBackend(bound, { loss: "lm", threads: 2 });
+    const cpu = createKernelBackend(bound, "cpu", { loss: "lm", threads: 2 });
     const a = await run(cpu);
     cpu.close();
     const b = await run(createInterpreterBackend(bindModel(MODEL), { loss: "lm" }));

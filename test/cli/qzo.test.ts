@@ -10,7 +10,7 @@ import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { generate } from "../../src/runtime/infer/generate.js";
 import { lmLoss, perplexity } from "../../src/runtime/infer/perplexity.js";
-import { cudaAvailable } from "../../src/runtime/backends/cuda.js";
+import { cudaAvailable } from "../../src/runtime/backends/cuda-device.js";
 import { bindModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 

@@ -13,10 +13,9 @@ import { execa, execaSync } from "execa";
 import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import { CompileError, diagnosticHeadline } from "../../src/compiler/diagnostics.js";
-import { buildCpuLibrary } from "../../src/compiler/build/build-cpu.js";
-import { cCommentText, cStringLiteral } from "../../src/compiler/codegen/c-literal.js";
-import { generateCpu } from "../../src/compiler/codegen/cpu.js";
-import { generateCuda } from "../../src/compiler/codegen/cuda.js";
+import { cCommentText, cStringLiteral } from "../../src/compiler/codegen/c/literal.js";
+import { TARGETS } from "../../src/compiler/codegen/targets.js";
+import { compileModule } from "../../src/compiler/pipeline.js";
 import { openKernelLibrary } from "../../src/native/index.js";
 import { specForArchitecture } from "../../src/runtime/load/bind.js";
 
@@ -100,9 +99,9 @@ describe("text reaches generated source only escaped", () => {
     const evil = module(copySpec(join(base, HOSTILE)));
     expect(evil.source).toContain("\n__attribute__");
     const graphs = ["lm", "forward"];
-    for (const gen of [generateCpu, generateCuda]) {
-      const a = gen(clean, graphs).source;
-      const b = gen(evil, graphs).source;
+    for (const target of [TARGETS.cpu, TARGETS.cuda]) {
+      const a = target.generate(compileModule(clean, { graphs })).files[0]!.text;
+      const b = target.generate(compileModule(evil, { graphs })).files[0]!.text;
       expect(b).not.toBe(a);
       const code = codeOf(b);
       expect(code).not.toMatch(/constructor|system|PWNED/);
@@ -113,8 +112,7 @@ describe("text reaches generated source only escaped", () => {
   it("the compiled library's manifest holds the hostile path exactly, and nothing ran", () => {
     const base = mkdtempSync(join(tmpdir(), "qzo-hostile-"));
     const evil = module(copySpec(join(base, HOSTILE)));
-    const gen = generateCpu(evil, ["forward"]);
-    const lib = openKernelLibrary(buildCpuLibrary(gen.source).path);
+    const lib = openKernelLibrary(TARGETS.cpu.build(TARGETS.cpu.generate(compileModule(evil, { graphs: ["forward"] }))).path);
     expect(JSON.parse(lib.manifest()).source).toBe(evil.source);
     expect(existsSync(join(root, "PWNED"))).toBe(false);
     expect(existsSync("PWNED")).toBe(false);

@@ -608,7 +608,7 @@ model m {
     tmpFile("ok.qzo", BASE);
     const r = await qzoc("compile", "ok.qzo", "--emit", "llvm");
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe("qzoc: --emit: unknown stage 'llvm' (stages: ast, ir, kernels, cpp)\n");
+    expect(r.stderr).toBe("qzoc: --emit: unknown stage 'llvm' (stages: ast, ir, kernels, cpp, cuda)\n");
     expect(r.stdout).toBe("");
   });
 

@@ -16,7 +16,8 @@ import {
 } from "../../src/runtime/quant/codec.js";
 import { compileIntExpr, evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import { quantizeRTN, quantizeRTNRaw, rtnRule } from "../../src/runtime/quant/quantize.js";
-import { type PackedTensor, scaleCount } from "../../src/runtime/quant/types.js";
+import { scaleCount } from "../../src/compiler/ir/queries.js";
+import type { PackedTensor } from "../../src/runtime/quant/types.js";
 import { QzoError } from "../../src/util/errors.js";
 import { rng } from "../support/random-model.js";
 

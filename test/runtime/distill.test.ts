@@ -14,7 +14,7 @@ import * as K from "../../src/runtime/interpret/ops.js";
 import type { Tensor } from "../../src/runtime/interpret/ops.js";
 import { bindModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
-import { createCpuBackend } from "../../src/runtime/backends/cpu.js";
+import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
 import { writeSafetensors } from "../../src/runtime/model-files/safetensors-write.js";
 import { QzoError } from "../../src/util/errors.js";
 import { disposeLlamaCpp, llamaCppStatus, nextTokenLogProbs } from "../reference/llama-cpp.js";
@@ -101,7 +101,7 @@ describe("the teacher's top-K", () => {
   it.skipIf(!status.available)("of stories260K F32 agrees with llama.cpp's next-token distributions", async () => {
     const tok = modelTokenizer(bindModel(F32).checkpoint);
     const window = Int32Array.from(tok.encode("Once upon a time, there was a little dog named Max. Max liked to run in the park with his ball.", { bos: true, eos: false }));
-    const cpu = createCpuBackend(bindModel(F32), { loss: "lm", threads: 2 });
+    const cpu = createKernelBackend(bindModel(F32), "cpu", { loss: "lm", threads: 2 });
     try {
       const { ids, probs } = teacherTargets([window], (t, b, s) => cpu.forward(t, b, s), tok.vocabSize, 8);
       const dists = await nextTokenLogProbs(F32, Array.from(window));

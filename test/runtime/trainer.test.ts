@@ -16,7 +16,7 @@ import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 import type { Tokenizer } from "../../src/runtime/tokenizer/index.js";
 import { stepSeedPair } from "../../src/runtime/rng/direction.js";
 import { loadScalesCheckpoint } from "../../src/runtime/train/checkpoint.js";
-import { createInterpreterBackend } from "../../src/runtime/train/interp-backend.js";
+import { createInterpreterBackend } from "../../src/runtime/backends/interp-backend.js";
 import { Progress } from "../../src/runtime/train/progress.js";
 import { learningRate } from "../../src/runtime/train/schedule.js";
 import {

@@ -3,11 +3,11 @@
  * spec and config with random weights (quantized ones through RTN), and language-model batches.
  */
 import type { ModuleIR } from "../../src/compiler/ir/ir.js";
-import { configInts, evalConcrete, formatOf, paramLayers } from "../../src/compiler/codegen/weights.js";
-import type { StoredModel } from "../../src/runtime/backends/weight-slots.js";
+import { configInts, evalConcrete, formatOf, paramLayers } from "../../src/compiler/ir/queries.js";
+import type { StoredModel } from "../../src/runtime/backends/kernel-args.js";
 import type { StoredWeight } from "../../src/runtime/load/bind.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
-import type { Batch } from "../../src/runtime/train/backend.js";
+import type { Batch } from "../../src/runtime/backends/backend.js";
 
 /** mulberry32: a small seeded generator in [0, 1). */
 export function rng(seed: number): () => number {

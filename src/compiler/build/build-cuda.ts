@@ -1,16 +1,16 @@
 /**
  * Builds generated CUDA into ONE fat shared library per compiled spec with nvcc: machine code
  * for sm_80, sm_89 and sm_90a (one -gencode each), the CUDA runtime linked statically, cached
- * by a hash of the source, the flags and nvcc's version in the same cache directory as the CPU
- * libraries (build-cpu.ts cacheDir). A compile error is reported with the generated line it
+ * by a hash of every generated file (the program and its headers), the flags and nvcc's version
+ * in the same cache directory as the CPU libraries (build-cpu.ts cacheDir). A compile error is reported with the generated line it
  * points at; a missing nvcc is one QzoError line.
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { execa, execaSync } from "execa";
 import { QzoError } from "../../util/errors.js";
-import { cacheDir, type BuiltLibrary } from "./build-cpu.js";
+import type { GeneratedFile } from "../codegen/target.js";
+import { cacheDir, filesHash, writeGenerated, type BuiltLibrary } from "./build-cpu.js";
 
 /** Target GPUs: A100 (sm_80), L4/L40/RTX 40 (sm_89), H100/H200 (sm_90a). */
 export const CUDA_ARCHS = ["80", "89", "90a"] as const;
@@ -52,36 +52,34 @@ export function nvccVersion(): string {
   }
 }
 
-function plan(source: string, opts: CudaBuildOptions) {
+function plan(files: readonly GeneratedFile[], opts: CudaBuildOptions) {
   const version = nvccVersion();
   const archs = opts.archs ?? CUDA_ARCHS;
   const name = opts.name ?? "kernels";
   const defines = Object.entries(opts.defines ?? {}).map(([k, v]) => `-D${k}=${v}`);
   const flags = [...CUDA_FLAGS, ...(opts.bf16 ? ["-DQZO_BF16"] : []), ...defines, ...archs.flatMap(gencode)];
   const link = opts.objectOnly ? ["-c"] : ["-shared", "-cudart", "static", "-ldl"];
-  const hash = createHash("sha256").update(source).update("\0").update([...flags, ...link].join(" ")).update("\0").update(version).digest("hex").slice(0, 20);
+  const hash = filesHash(files, [...flags, ...link].join(" "), version);
   const dir = join(cacheDir(), `cuda-${hash}`);
   const out = join(dir, opts.objectOnly ? `${name}.o` : `lib${name}.so`);
-  const src = join(dir, `${name}.cu`);
-  return { hash, dir, out, src, args: [...flags, ...link, ...(opts.keep ? ["--keep", "--keep-dir", dir] : [])] };
+  const src = join(dir, files[0]!.path);
+  return { hash, dir, out, src, files, args: [...flags, "-I", dir, ...link, ...(opts.keep ? ["--keep", "--keep-dir", dir] : [])] };
 }
 
-export function buildCudaLibrary(source: string, opts: CudaBuildOptions = {}): BuiltLibrary {
-  const p = plan(source, opts);
+export function buildCudaLibrary(code: { files: readonly GeneratedFile[] }, opts: CudaBuildOptions = {}): BuiltLibrary {
+  const p = plan(code.files, opts);
   if (existsSync(p.out)) return { path: p.out, hash: p.hash, cached: true, sourcePath: p.src };
-  mkdirSync(p.dir, { recursive: true });
-  writeFileSync(p.src, source);
+  writeGenerated(p.dir, p.files);
   const tmp = `${p.out}.tmp-${process.pid}`;
   const r = execaSync(nvccPath(), [...p.args, "-o", tmp, p.src], { reject: false });
   return finish(p, tmp, r.exitCode ?? 1, String(r.stderr));
 }
 
 /** The same, without blocking (several builds can run side by side). */
-export async function buildCudaLibraryAsync(source: string, opts: CudaBuildOptions = {}): Promise<BuiltLibrary> {
-  const p = plan(source, opts);
+export async function buildCudaLibraryAsync(code: { files: readonly GeneratedFile[] }, opts: CudaBuildOptions = {}): Promise<BuiltLibrary> {
+  const p = plan(code.files, opts);
   if (existsSync(p.out)) return { path: p.out, hash: p.hash, cached: true, sourcePath: p.src };
-  mkdirSync(p.dir, { recursive: true });
-  writeFileSync(p.src, source);
+  writeGenerated(p.dir, p.files);
   const tmp = `${p.out}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const r = await execa(nvccPath(), [...p.args, "-o", tmp, p.src], { reject: false });
   return finish(p, tmp, r.exitCode ?? 1, String(r.stderr));
@@ -101,6 +99,6 @@ export function cudaErrorLine(stderr: string, src: string): string {
   // nvcc front end: "file.cu(123): error: ...", host compiler: "file.cu:123:4: error: ...", ptxas: "ptxas ... error ..."
   const m = /^(.*?)\((\d+)\): (?:catastrophic )?error:? (.*)$/m.exec(stderr) ?? /^(.*?):(\d+):\d+: (?:fatal )?error: (.*)$/m.exec(stderr);
   if (!m) return `the generated CUDA (${src}) did not compile: ${stderr.split("\n").find((l) => /error/i.test(l))?.trim() ?? stderr.split("\n").find((l) => l.trim()) ?? "no message"}`;
-  const line = m[1] && existsSync(m[1]) && m[1].endsWith(".cu") ? readFileSync(m[1], "utf8").split("\n")[Number(m[2]) - 1]?.trim() ?? "" : "";
+  const line = m[1] && existsSync(m[1]) && /\.cuh?$/.test(m[1]) ? readFileSync(m[1], "utf8").split("\n")[Number(m[2]) - 1]?.trim() ?? "" : "";
   return `the generated CUDA did not compile: ${m[1]}:${m[2]}: ${m[3]}${line ? ` [in: ${line}]` : ""}`;
 }

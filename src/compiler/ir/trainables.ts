@@ -4,6 +4,7 @@
  * array parameter contributes one tensor per layer (increasing), t = 0, 1, ...
  */
 import type { ModuleIR } from "./ir.js";
+import { configInts, formatOf, paramLayers, paramOf, paramShape, scaleCount } from "./queries.js";
 
 export interface TrainableEntry {
   param: string;
@@ -14,22 +15,22 @@ export interface TrainableEntry {
 }
 
 export function trainableManifest(m: ModuleIR): TrainableEntry[] {
-  const ints = new Map<string, number>();
-  for (const c of m.config) if (c.value.type === "int") ints.set(c.name, c.value.value);
-  const bound = (e: string) => {
-    const v = ints.get(e) ?? Number(e);
-    if (!Number.isInteger(v)) throw new Error(`internal: loop bound '${e}' is not a config entry or a number`);
-    return v;
-  };
+  const ints = configInts(m);
   const out: TrainableEntry[] = [];
   for (const tr of m.train.trainable) {
-    const p = m.params.find((q) => q.name === tr.param);
-    if (!p) throw new Error(`internal: trainable '${tr.param}' is no parameter`);
-    if (p.array) {
-      for (let l = bound(p.array.from); l < bound(p.array.to); l++) out.push({ param: tr.param, layer: l, field: tr.field, t: out.length });
-    } else {
-      out.push({ param: tr.param, field: tr.field, t: out.length });
+    for (const layer of paramLayers(paramOf(m, tr.param), ints)) {
+      out.push({ param: tr.param, ...(layer === undefined ? {} : { layer }), field: tr.field, t: out.length });
     }
   }
   return out;
+}
+
+/** The number of values of a trainable tensor: the weight's elements, or its scales (mins). */
+export function trainableSize(m: ModuleIR, t: TrainableEntry): number {
+  const p = paramOf(m, t.param);
+  const shape = paramShape(m, p);
+  if (t.field === "weight") return shape.reduce((a, b) => a * b, 1);
+  const f = formatOf(m, p);
+  if (!f) throw new Error(`internal: '${t.param}' is trained as ${t.field} but is not quantized`);
+  return scaleCount(f, shape[0]!, shape[1]!);
 }

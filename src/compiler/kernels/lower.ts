@@ -8,7 +8,7 @@
  */
 import type { GraphIR, ModuleIR, NodeIR } from "../ir/ir.js";
 import { OPERATOR_KERNELS, OPS, type LowerArgs, type Lowering } from "../sema/ops.js";
-import { QzoError } from "../../util/errors.js";
+import { QzoError, UnsupportedError } from "../../util/errors.js";
 import type { KBuf, KBuffer, KOperand, KProgram, KScalar, KStep, KWeight } from "./kernel-ir.js";
 
 export function lowerToKernels(m: ModuleIR, graphName: string): KProgram {
@@ -65,7 +65,7 @@ class Lowering_ {
         steps.push(...this.loop(n, from));
       } else {
         const lower = loweringOf(n.op);
-        if (!lower) throw new QzoError(`${from[0]}: the op '${n.op}' has no kernel lowering`);
+        if (!lower) throw new UnsupportedError(`${from[0]}: the op '${n.op}' has no kernel lowering`);
         const op = lower(this.args(n, from[0]!));
         steps.push({ ...op, kind: "kernel", out: this.buffer(n.outputs[0]!), from });
       }
@@ -99,7 +99,7 @@ class Lowering_ {
 
   private buf(id: number, where: string, what: string): KBuf {
     const v = this.byValue.get(id);
-    if (!v || !("buffer" in v)) throw new QzoError(`${where}: ${what} must be a computed value for the kernel code generators`);
+    if (!v || !("buffer" in v)) throw new UnsupportedError(`${where}: ${what} must be a computed value for the kernel code generators`);
     return v;
   }
 
@@ -116,27 +116,27 @@ class Lowering_ {
     };
     const operand = (i: number): KOperand => {
       const v = input(i);
-      if ("scalar" in v) throw new QzoError(`${where}: operand ${i + 1} is a constant; the kernel code generators need a value or a parameter`);
+      if ("scalar" in v) throw new UnsupportedError(`${where}: operand ${i + 1} is a constant; the kernel code generators need a value or a parameter`);
       return v;
     };
     return {
       buf: (i) => this.buf(n.inputs[i]!, where, `operand ${i + 1} of '${n.op}'`),
       weight: (i) => {
         const v = input(i);
-        if (!("param" in v)) throw new QzoError(`${where}: operand ${i + 1} of '${n.op}' must be a parameter for the kernel code generators`);
+        if (!("param" in v)) throw new UnsupportedError(`${where}: operand ${i + 1} of '${n.op}' must be a parameter for the kernel code generators`);
         return v as KWeight;
       },
       operand,
       optional: (i) => (i < n.inputs.length ? operand(i) : undefined),
       valueOrScalar: (i) => {
         const v = input(i);
-        if ("param" in v) throw new QzoError(`${where}: operand ${i + 1} of '${n.op}' is a parameter; the elementwise kernels read computed values`);
-        if (n.inputs.every((_, k) => "scalar" in input(k))) throw new QzoError(`${where}: an operation on two constants; fold it in the spec`);
+        if ("param" in v) throw new UnsupportedError(`${where}: operand ${i + 1} of '${n.op}' is a parameter; the elementwise kernels read computed values`);
+        if (n.inputs.every((_, k) => "scalar" in input(k))) throw new UnsupportedError(`${where}: an operation on two constants; fold it in the spec`);
         return v;
       },
       int: (name) => {
         const v = attr(name);
-        if (typeof v !== "number" || !Number.isInteger(v)) throw new QzoError(`${where}: attribute '${name}' must be a compile-time integer, found ${String(v)}`);
+        if (typeof v !== "number" || !Number.isInteger(v)) throw new UnsupportedError(`${where}: attribute '${name}' must be a compile-time integer, found ${String(v)}`);
         return v;
       },
       num: (name) => Number(attr(name)),

@@ -41,7 +41,7 @@ import { readFileSync } from "node:fs";
 import { QzoError } from "../../util/errors.js";
 import { philox4x32 } from "../rng/philox.js";
 import type { Tokenizer } from "../tokenizer/index.js";
-import type { Batch } from "../train/backend.js";
+import type { Batch } from "../backends/backend.js";
 import { looksLikeSafetensors, readDistillData, type DistillDataset } from "./distill.js";
 
 /** Language-modelling data: token windows (each 2..seqLen tokens; a document's first starts with BOS). */

@@ -33,7 +33,7 @@ import type { BoundModel, StoredWeight } from "../load/bind.js";
 import type { TensorInfo } from "../model-files/index.js";
 import { f32BitsToBf16Bits, f32BitsToF16Bits, pack, unpack, unpackRaw } from "../quant/codec.js";
 import { evalIntExpr } from "../../compiler/ir/int-expr.js";
-import { scaleCount } from "../quant/types.js";
+import { scaleCount } from "../../compiler/ir/queries.js";
 
 export interface ExportResult {
   /** The output path (file or directory). */

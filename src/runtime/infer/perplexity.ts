@@ -6,7 +6,7 @@
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { runGraph, type WeightSource } from "../interpret/interpreter.js";
-import type { Batch } from "../train/backend.js";
+import type { Batch } from "../backends/backend.js";
 import type { Tokenizer } from "../tokenizer/index.js";
 
 export interface PerplexityResult {

@@ -21,7 +21,8 @@
 import type { DType, FloatDType, FormatIR, RecordLayoutIR, TensorFieldIR, TensorsLayoutIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { compileIntExpr, evalIntExpr, type IntFn } from "../../compiler/ir/int-expr.js";
-import { type PackedTensor, type UnpackedTensor, scaleCount, scaleIndex } from "./types.js";
+import { scaleCount } from "../../compiler/ir/queries.js";
+import { type PackedTensor, type UnpackedTensor, scaleIndex } from "./types.js";
 
 /** A quantized matrix as its raw stored fields (what pack consumes and unpackRaw produces). */
 export interface RawQuant {

@@ -36,7 +36,8 @@
 import type { FormatIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import type { PackedTensor } from "./types.js";
-import { scaleCount, scaleIndex } from "./types.js";
+import { scaleCount } from "../../compiler/ir/queries.js";
+import { scaleIndex } from "./types.js";
 import { type RawQuant, pack, roundToDType } from "./codec.js";
 
 const f = Math.fround;

@@ -36,12 +36,6 @@ export interface UnpackedTensor {
   mins?: Float32Array;
 }
 
-/** Number of scales of a [rows, cols] matrix in this format. */
-export function scaleCount(f: FormatIR, rows: number, cols: number): number {
-  if (f.scale.per === "tensor") return 1;
-  if (f.scale.per === "row") return rows;
-  return f.block.axis === "in" ? rows * (cols / f.block.size) : (rows / f.block.size) * cols;
-}
 
 /** Flat index of the scale of element (r, c). */
 export function scaleIndex(f: FormatIR, cols: number, r: number, c: number): number {

@@ -35,7 +35,7 @@ import type { Forward } from "../infer/generate.js";
 import { projectedGradient } from "../interpret/update.js";
 import { splitSeed, stepSeedPair, type ZDistribution } from "../rng/direction.js";
 import { batchOrder, datasetSize, makeBatch, type Dataset } from "../data/dataset.js";
-import type { Backend, Batch } from "./backend.js";
+import type { Backend, Batch } from "../backends/backend.js";
 import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
 import { Progress } from "./progress.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";

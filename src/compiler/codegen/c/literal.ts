@@ -5,7 +5,7 @@
  * comments stay comments, string literals stay string literals, and numbers
  * are finite and in range or the generation fails with a located error.
  */
-import { QzoError } from "../../util/errors.js";
+import { QzoError } from "../../../util/errors.js";
 
 /**
  * Text safe inside a `//` or block comment AND inside a "..." literal: printable ASCII only (every

@@ -1,0 +1,211 @@
+/**
+ * What the C-family targets (C++ for CPUs, CUDA) share when they turn one kernel program into an
+ * entry function: names of dimensions and buffers as C expressions, where a parameter's weight slot
+ * is, the loop nests, and the template views of the kernels whose code does not depend on the
+ * target (norms, RoPE, attention, elementwise ops, positions, copies). A target adds what is its own
+ * through `CTarget`: how a weight slot is addressed, and its kernel templates.
+ */
+import type { Artifact } from "../../pipeline.js";
+import { freeDims } from "../../pipeline.js";
+import type { ModuleIR } from "../../ir/ir.js";
+import { configInts, formatOf, paramLayers, paramOf } from "../../ir/queries.js";
+import type { KBuffer, KKernel, KKernelOf, KOpName, KOperand, KParam, KProgram, KScalar, KStep } from "../../kernels/kernel-ir.js";
+import type { WeightSlot } from "../weight-slots.js";
+import { UnsupportedError } from "../../../util/errors.js";
+import { cCommentText, cDouble, cIdentifier, cInt } from "./literal.js";
+
+/** What differs between C-family targets inside an entry function. */
+export interface CTarget {
+  name: string;
+  /** A weight slot's pointer, given its index as C. */
+  slotRef(index: string): string;
+  /** Renders one macro of the target's kernel templates. */
+  render(macro: string, view: Record<string, unknown>): string;
+}
+
+export interface EntryContext {
+  a: Artifact;
+  m: ModuleIR;
+  p: KProgram;
+  target: CTarget;
+  inputs: KBuffer[];
+  /** The graph's free dimensions (B, T, ...), sorted: the first scalars of an entry. */
+  free: string[];
+  /** Graph inputs plus the output. */
+  nIO: number;
+  /** A canonical dimension as C: config constants gen::cfg_*, graph dimensions dim_*, loop variables lv_*. */
+  dim(d: string): string;
+  elems(b: KBuffer): string;
+  ctype(b: KBuffer): string;
+  bufVar(id: number): string;
+  buf(a: KOperand | KScalar | undefined, what: string): string;
+  shapeOf(a: KOperand): string[];
+  /** The product of all dimensions but the last. */
+  lead(shape: string[]): string;
+  lastDim(shape: string[]): string;
+  /** The index of a parameter part among the weight slots, as C (layer index expressions included). */
+  slotIndex(kp: KParam, part: WeightSlot["part"]): string | undefined;
+  /** A float parameter (norm weight, bias) or a computed vector, as a pointer expression. */
+  vector(a: KOperand | undefined, what: string): string;
+  /** The kernel's IR nodes, safe inside comments and C string literals. */
+  comment(k: KKernel): string;
+  fail(what: string): never;
+}
+
+/** Replaces whole-word names in a canonical expression (valid C for non-negative operands). */
+export function cExpr(expr: string, rename: (name: string) => string): string {
+  return expr.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (n) => rename(n));
+}
+
+export function entryContext(a: Artifact, p: KProgram, target: CTarget): EntryContext {
+  const m = a.module;
+  const ints = configInts(m);
+  const slots = a.manifest.weights;
+  const inputs = p.inputs.map((b) => p.buffers[b]!);
+  const loopVars = new Set<string>();
+  const collectLoops = (list: readonly KStep[]) => list.forEach((s) => s.kind === "loop" && (loopVars.add(s.var), collectLoops(s.body)));
+  collectLoops(p.steps);
+  const fail = (what: string): never => {
+    throw new UnsupportedError(`${m.source}: graph '${p.graph}': ${what}`);
+  };
+  const dim = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
+  const bufVar = (id: number) => `b${id}`;
+  const ctx: EntryContext = {
+    a,
+    m,
+    p,
+    target,
+    inputs,
+    free: freeDims(m, p),
+    nIO: inputs.length + 1,
+    dim,
+    elems: (b) => (b.shape.length ? b.shape.map((d) => `(${dim(d)})`).join(" * ") : "1"),
+    ctype: (b) => (b.dtype === "i32" ? "int32_t" : "float"),
+    bufVar,
+    buf: (o, what) => {
+      if (!o || !("buffer" in o)) return fail(`${what} must be a computed value for the ${target.name} code generator`);
+      return bufVar(o.buffer);
+    },
+    shapeOf: (o) => ("buffer" in o ? p.buffers[o.buffer]!.shape : paramOf(m, o.param.param).type.shape),
+    lead: (shape) => (shape.length > 1 ? shape.slice(0, -1).map((d) => `(${dim(d)})`).join(" * ") : "1"),
+    lastDim: (shape) => dim(shape[shape.length - 1]!),
+    slotIndex: (kp, part) => {
+      const layers = paramLayers(paramOf(m, kp.param), ints);
+      const base = slots.findIndex((s) => s.param === kp.param && s.layer === layers[0] && s.part === part);
+      if (base < 0) return undefined;
+      const stride = slots.filter((s) => s.param === kp.param && s.layer === layers[0]).length;
+      return kp.index === undefined ? `${base}` : `${base} + ((${dim(kp.index)}) - ${layers[0] ?? 0}) * ${stride}`;
+    },
+    vector: (o, what) => {
+      if (o && "param" in o) {
+        const param = paramOf(m, o.param.param);
+        if (formatOf(m, param)) return fail(`${what} '${param.name}' is quantized; the ${target.name} code generator reads quantized parameters in matmul and embedding only`);
+        return `((const float*)${target.slotRef(ctx.slotIndex(o.param, "data")!)})`;
+      }
+      return ctx.buf(o, what);
+    },
+    comment: (k) => cCommentText(k.from.join("; ")),
+    fail,
+  };
+  return ctx;
+}
+
+/** A kernel's code: one per op; null where a target has no kernel for the op. */
+export type Emitter<N extends KOpName, C extends EntryContext = EntryContext> = (k: KKernelOf<N>, c: C) => string;
+export type Emitters<C extends EntryContext = EntryContext> = { [N in KOpName]: Emitter<N, C> | null };
+
+/** The emitters whose template view is the same for every C-family target (each renders its own macro). */
+export const C_EMITTERS = {
+  rmsnorm: (k, c) => norm(k, c),
+  layernorm: (k, c) => norm(k, c),
+  rope: (k, c) => {
+    const xs = c.shapeOf(k.x);
+    const comment = c.comment(k);
+    return c.target.render("rope", {
+      comment, B: c.dim(xs[0]!), T: c.dim(xs[1]!), K: c.lastDim(xs), heads: cInt(k.heads, `${comment}: heads`), theta: cDouble(k.theta, `${comment}: theta`),
+      style: k.style, x: c.buf(k.x, "the input"), y: c.bufVar(k.out),
+    });
+  },
+  attention: (k, c) => {
+    const qs = c.shapeOf(k.q);
+    const comment = c.comment(k);
+    return c.target.render("attention", {
+      comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: cInt(k.heads, `${comment}: heads`), kvHeads: cInt(k.kvHeads, `${comment}: kv_heads`),
+      causal: k.causal, q: c.buf(k.q, "q"), k: c.buf(k.k, "k"), v: c.buf(k.v, "v"), y: c.bufVar(k.out),
+    });
+  },
+  unary: (k, c) => {
+    const x = "(double)x[i]";
+    const expr = k.fn === "neg" ? `-${x}` : `qzo::${k.fn}(${x})`;
+    return c.target.render("unary", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x, "the input"), y: c.bufVar(k.out), expr });
+  },
+  binary: (k, c) => {
+    const comment = c.comment(k);
+    const op = { add: "+", sub: "-", mul: "*", div: "/" }[k.fn];
+    const side = (o: typeof k.a) => ("scalar" in o ? `(double)${cDouble(o.scalar, `${comment}: a constant`)}` : `(double)${c.buf(o, "an operand")}[i]`);
+    return c.target.render("binary", { comment, E: c.elems(c.p.buffers[k.out]!), y: c.bufVar(k.out), expr: `${side(k.a)} ${op} ${side(k.b)}` });
+  },
+  positions: (k, c) => {
+    const ts = c.shapeOf(k.tokens);
+    const comment = c.comment(k);
+    return c.target.render("positions", { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: cInt(k.offset, `${comment}: offset`), y: c.bufVar(k.out) });
+  },
+  copy: (k, c) => c.target.render("copy", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x, "the copied value"), y: c.bufVar(k.out) }),
+} satisfies Partial<Emitters>;
+
+function norm(k: KKernelOf<"rmsnorm"> | KKernelOf<"layernorm">, c: EntryContext): string {
+  const xs = c.shapeOf(k.x);
+  const comment = c.comment(k);
+  return c.target.render(k.op, {
+    comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x, "the input"), w: c.vector(k.w, "a norm weight"),
+    bias: k.op === "layernorm" ? c.vector(k.b, "a norm bias") : "", y: c.bufVar(k.out), eps: cDouble(k.eps, `${comment}: eps`),
+  });
+}
+
+/** The kernels of a program that a target has no emitter for, as "op (IR nodes)". */
+export function unsupportedKernels(p: KProgram, emitters: Emitters<never>): string[] {
+  const out: string[] = [];
+  const walk = (steps: readonly KStep[]) => steps.forEach((s) => (s.kind === "loop" ? walk(s.body) : emitters[s.op] === null && out.push(`${s.op} (${s.from.join("; ")})`)));
+  walk(p.steps);
+  return out;
+}
+
+/** Loop nests of a program as C: kernels by their emitters, carried values copied back by `copyBack`. */
+export function loopNest<C extends EntryContext>(c: C, emitters: Emitters<C>, copyBack: (dst: string, src: string, elems: string) => string): string {
+  const emit = (k: KKernel): string => {
+    const e = emitters[k.op] as Emitter<typeof k.op, C> | null;
+    if (!e) return c.fail(`the ${c.target.name} code generator has no kernel for '${k.op}' (${c.comment(k)})`);
+    return e(k as never, c);
+  };
+  const steps = (list: readonly KStep[], ind: string): string =>
+    list
+      .map((s) => {
+        if (s.kind === "kernel") return emit(s);
+        const copies = s.carried
+          .filter((x) => x.buffer !== x.yields)
+          .map((x) => `${ind}  ${copyBack(c.bufVar(x.buffer), c.bufVar(x.yields), c.elems(c.p.buffers[x.buffer]!))}`)
+          .join("\n");
+        const v = `lv_${cIdentifier(s.var, "a loop variable")}`;
+        return `${ind}for (int64_t ${v} = ${c.dim(s.start)}; ${v} < ${c.dim(s.end)}; ${v}++) {  // ${cCommentText(s.from)}\n${steps(s.body, ind + "  ")}\n${copies}\n${ind}}`;
+      })
+      .join("\n");
+  return steps(c.p.steps, "  ");
+}
+
+/** Temporaries with planned slots, each slot's element type and size, for an entry's declarations. */
+export function plannedTemps(c: EntryContext) {
+  const temps = c.p.buffers.filter((b) => b.role === "temp" && b.slot !== undefined);
+  const slots = [...new Set(temps.map((b) => b.slot!))].sort((x, y) => x - y).map((i) => {
+    const b = temps.find((t) => t.slot === i)!;
+    return { index: i, ctype: c.ctype(b), elems: c.elems(b) };
+  });
+  const views = temps.map((b) => ({ var: c.bufVar(b.id), ctype: c.ctype(b), slot: b.slot, name: cCommentText(b.name), type: `${b.dtype}[${b.shape.join(", ")}]` }));
+  return { temps, slots, views };
+}
+
+/** The view of the scalars of an entry: each scalar's index by name (`sc.seed_lo`), and the free dimensions. */
+export function scalarView(c: EntryContext) {
+  const g = c.a.manifest.graphs.find((x) => x.name === c.p.graph)!;
+  const sc = Object.fromEntries(g.scalars.map((n, i) => [n, i]));
+  return { sc, free: c.free.map((name) => ({ name: `dim_${name}`, index: sc[`dim:${name}`]! })), nPtrs: g.nPtrs, nScalars: g.nScalars };
+}

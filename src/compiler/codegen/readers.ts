@@ -1,0 +1,95 @@
+/**
+ * Format readers as data: how to read element (n, c) of a [rows, cols] weight in a declared format,
+ * derived from the format declaration alone, as integer expressions over the row `n` and the column
+ * `c` (the grammar of ir/int-expr.ts, which is also valid C for these non-negative operands). Every
+ * target prints the same description with its own expression printer; the TypeScript codec is the
+ * reference that tests hold these descriptions to.
+ *
+ *   code  = bits [codeBit, codeBit + bits) of the little-endian bit stream at byte codeByte
+ *   value = table[code]                     (a lookup table)
+ *         | signed(code) - offset           (an integer code; sign-extended when signed)
+ *           minus the zero-point zeros[scaleIndex], when the format has one
+ *   w     = scale * value (+ min)           scale, min, zero-point at scaleIndex, fp32
+ */
+import type { FormatIR } from "../ir/ir.js";
+import { DTYPE_BYTES } from "../ir/ir.js";
+import { evalConcrete } from "../ir/queries.js";
+import { UnsupportedError } from "../../util/errors.js";
+
+export interface ReaderIR {
+  /** A C identifier: rd_<format>_<rows>x<cols>. */
+  name: string;
+  format: string;
+  /** The dequantization formula, for people. */
+  formula: string;
+  rows: number;
+  cols: number;
+  /** Flat index of the scale (and min, zero-point) of element (n, c). */
+  scaleIndex: string;
+  /** Byte offset of the storage that holds the code of element (n, c). */
+  codeByte: string;
+  /** Bit offset of that code from codeByte. */
+  codeBit: string;
+  bits: number;
+  value: { kind: "integer"; signed: boolean; offset: number } | { kind: "table"; table: string; values: readonly number[] };
+  zero: boolean;
+  min: boolean;
+  /** Columns of a row that share one scale (cols for per-row and per-tensor scales; 1 when blocks run along the rows). */
+  scaleRun: number;
+  /** The codes of adjacent output rows are adjacent in memory (a code tensor indexed [..., r], as GPTQ's qweight). */
+  rowAdjacentCodes: boolean;
+}
+
+/** Replaces whole-word names in an expression. */
+function rename(expr: string, f: (name: string) => string): string {
+  return expr.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (n) => f(n));
+}
+
+export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
+  if (f.codebooks.some((c) => c.additive)) {
+    throw new UnsupportedError(`format '${f.name}': additive codebooks have no kernel reader yet; run it on the reference interpreter (--device interp)`);
+  }
+  const bs = f.block.size;
+  const scaleIndex =
+    f.scale.per === "tensor" ? "0" : f.scale.per === "row" ? "n" : f.block.axis === "in" ? `n * ${cols / bs} + c / ${bs}` : `(n / ${bs}) * ${cols} + c`;
+  let codeByte: string;
+  let codeBit: string;
+  let rowAdjacentCodes = false;
+  if (f.layout.kind === "record") {
+    const field = f.layout.fields.find((x) => x.field === "code")!;
+    codeByte = `(n * ${cols / bs} + c / ${bs}) * ${f.layout.bytes}`;
+    codeBit = rename(field.bitExpr, (v) => (v === field.index ? `(c % ${bs})` : v));
+  } else {
+    const field = f.layout.fields.find((x) => x.field === "code")!;
+    const dims = new Map([["in", cols], ["out", rows]]);
+    const shape = field.shape.map((d) => evalConcrete(d, dims));
+    const strides = shape.map((_, k) => shape.slice(k + 1).reduce((a, b) => a * b, 1));
+    const vars = (v: string) => (v === "r" ? "n" : v === "c" ? "c" : v === "b" ? `(c / ${bs})` : v === "in" ? String(cols) : v === "out" ? String(rows) : v);
+    const flat = field.at.map((e, k) => `(${rename(e, vars)}) * ${strides[k]}`).join(" + ");
+    codeByte = `(${flat}) * ${DTYPE_BYTES[field.dtype]}`;
+    codeBit = field.bit ? rename(field.bit, vars) : "0";
+    rowAdjacentCodes = field.at[field.at.length - 1] === "r";
+  }
+  const table = f.codebooks.find((c) => c.name === f.code.lookup);
+  return {
+    name: `rd_${f.name}_${rows}x${cols}`,
+    format: f.name,
+    formula: f.formula,
+    rows,
+    cols,
+    scaleIndex,
+    codeByte,
+    codeBit,
+    bits: f.code.bits,
+    value: table ? { kind: "table", table: table.name, values: table.values! } : { kind: "integer", signed: f.code.signed, offset: f.code.offset },
+    zero: Boolean(f.zero),
+    min: Boolean(f.min),
+    scaleRun: f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" ? bs : 1,
+    rowAdjacentCodes,
+  };
+}
+
+/** The distinct readers of a parameter -> reader map (parameters of one format and shape share one), in order. */
+export function distinctReaders(readers: ReadonlyMap<string, ReaderIR>): ReaderIR[] {
+  return [...new Map([...readers.values()].map((r) => [r.name, r])).values()];
+}

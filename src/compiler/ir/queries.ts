@@ -1,0 +1,49 @@
+/**
+ * Questions every later stage asks of a checked module: its concrete int config values, the
+ * concrete value of a canonical size, the layers of a parameter array, a parameter's format and
+ * concrete shape, and how many scales a quantized matrix has.
+ */
+import type { FormatIR, ModuleIR, ParamIR } from "./ir.js";
+import { evalIntExpr } from "./int-expr.js";
+
+/** Config name -> int value. */
+export function configInts(m: ModuleIR): Map<string, number> {
+  const env = new Map<string, number>();
+  for (const c of m.config) if (c.value.type === "int") env.set(c.name, c.value.value);
+  return env;
+}
+
+/** The value of a canonical expression over config names. */
+export function evalConcrete(expr: string, env: ReadonlyMap<string, number>): number {
+  return evalIntExpr(expr, env);
+}
+
+/** The layers of a parameter array (from..to-1), or [undefined] for a plain parameter. */
+export function paramLayers(p: ParamIR, env: ReadonlyMap<string, number>): (number | undefined)[] {
+  if (!p.array) return [undefined];
+  const from = evalConcrete(p.array.from, env);
+  const to = evalConcrete(p.array.to, env);
+  return Array.from({ length: to - from }, (_, k) => from + k);
+}
+
+export function formatOf(m: ModuleIR, p: ParamIR): FormatIR | undefined {
+  return m.formats.find((f) => f.name === p.resolved);
+}
+
+export function paramOf(m: ModuleIR, name: string): ParamIR {
+  const p = m.params.find((q) => q.name === name);
+  if (!p) throw new Error(`internal: module ${m.name} has no parameter '${name}'`);
+  return p;
+}
+
+/** A parameter's concrete shape. */
+export function paramShape(m: ModuleIR, p: ParamIR, env: ReadonlyMap<string, number> = configInts(m)): number[] {
+  return p.type.shape.map((d) => evalConcrete(d, env));
+}
+
+/** Number of scales of a [rows, cols] matrix in format f (scales, mins and zero-points alike). */
+export function scaleCount(f: FormatIR, rows: number, cols: number): number {
+  if (f.scale.per === "tensor") return 1;
+  if (f.scale.per === "row") return rows;
+  return f.block.axis === "in" ? rows * (cols / f.block.size) : (rows / f.block.size) * cols;
+}
