@@ -6,33 +6,23 @@
  * names one. `train` fine-tunes the quantization scales with QZO, `export`
  * writes a model with a checkpoint's scales, `eval` scores a data set.
  *
- * `qzo train` exit codes: 0 done; 1 bad input; 2 bad usage (including an --out
- * that already holds a run without --resume); 130 stopped by Ctrl-C (SIGINT)
- * after finishing the current step and saving RUN_DIR/scales.safetensors
- * (no model is exported; `--resume` continues the run).
+ * The commands parse flags and call the runtime (a training run is
+ * src/runtime/train/run.ts). `qzo train` exit codes: 0 done; 1 bad input; 2
+ * bad usage (including an --out that already holds a run without --resume);
+ * 130 stopped by Ctrl-C (SIGINT) or SIGTERM after finishing the current step
+ * and saving RUN_DIR/scales.safetensors (no model is exported; `--resume`
+ * continues the run).
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { basename, extname, join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { trainHyperFor, type ModuleIR } from "../compiler/ir/ir.js";
-import { datasetSize, loadDataset, makeBatch, type Dataset } from "../runtime/data/dataset.js";
+import { loadDataset } from "../runtime/data/dataset.js";
 import { teacherTargets, tokenizerSha256, writeDistillData } from "../runtime/data/distill.js";
 import { exportModel } from "../runtime/export/export.js";
 import { trainableTensors } from "../runtime/interpret/interpreter.js";
 import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.js";
 import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
-import {
-  BEST_FILE,
-  SCALES_FILE,
-  checkHyper,
-  datasetData,
-  hyperJson,
-  scoreDataset,
-  subset,
-  train,
-  type TrainData,
-  type TrainHyper,
-} from "../runtime/train/trainer.js";
+import { DEFAULT_SEQ_LEN, lossFor, runTraining, windowLength } from "../runtime/train/run.js";
+import { scoreDataset } from "../runtime/train/trainer.js";
 import { generate } from "../runtime/infer/generate.js";
 import { perplexity } from "../runtime/infer/perplexity.js";
 import { bindModel } from "../runtime/load/bind.js";
@@ -64,7 +54,7 @@ function modelOptions(c: Command): Command {
     .option("--tokenizer <path>", "tokenizer file (tokenizer.bin, .model, tokenizer.json); GGUF and HF models carry their own")
     .option("--spec <file>", "the .qzo spec (default: models/<architecture>.qzo)")
     .option("--set <key=value>", "override a config entry (repeatable)", collectSet, {})
-    .addOption(new Option("--device <device>", "cpu: generated C++ kernels; interp: the reference interpreter; auto: cpu when it can be built").choices([...DEVICES]).default("auto"));
+    .addOption(new Option("--device <device>", "cuda: generated CUDA kernels (an NVIDIA GPU); cpu: generated C++ kernels; interp: the reference interpreter; auto: cuda when there is a GPU, else cpu when it can be built, else interp").choices([...DEVICES]).default("auto"));
 }
 
 function load(o: ModelOpts) {
@@ -72,7 +62,7 @@ function load(o: ModelOpts) {
   return { bound, tok: modelTokenizer(bound.checkpoint, o.tokenizer) };
 }
 
-const program = new Command("qzo").description("QZO runtime: generation, evaluation and (soon) fine-tuning of quantized models").version("0.1.0");
+const program = new Command("qzo").description("QZO runtime: fine-tuning, evaluation, generation and export of quantized models").version("0.1.0");
 
 modelOptions(program.command("generate").description("continue a prompt (greedy at temperature 0)"))
   .option("--prompt <text>", "the prompt", "")
@@ -145,51 +135,6 @@ interface TrainCliOpts extends ModelOpts {
   seqLen?: number;
 }
 
-const DEFAULT_SEQ_LEN = 128;
-
-/** The model's context length (config seq_len), when the spec has one. */
-function contextOf(m: ModuleIR): number | undefined {
-  const v = m.config.find((c) => c.name === "seq_len")?.value.value;
-  return typeof v === "number" ? v : undefined;
-}
-
-/** The window length: the requested one (else DEFAULT_SEQ_LEN capped by the context), checked against the context. */
-function windowLength(m: ModuleIR, requested: number | undefined): { ctx: number | undefined; seqLen: number } {
-  const ctx = contextOf(m);
-  const seqLen = requested ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
-  if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
-  return { ctx, seqLen };
-}
-
-/** The loss graph for a data set: the spec's train.loss when its inputs are the batch's, else the graph named after the data kind. */
-function lossFor(m: ModuleIR, ds: Dataset): string {
-  const keys = Object.keys(makeBatch(ds, [0])).sort().join(",");
-  const fits = (name: string) => {
-    const g = m.graphs.find((x) => x.name === name && x.role === "loss");
-    return g !== undefined && g.inputs.map((id) => g.values[id]!.name ?? "").sort().join(",") === keys;
-  };
-  if (fits(m.train.loss)) return m.train.loss;
-  if (fits(ds.kind)) return ds.kind;
-  const any = m.graphs.find((g) => g.role === "loss" && fits(g.name));
-  if (any) return any.name;
-  const what = { lm: "language-modelling", classify: "classification", distill: "distillation" }[ds.kind];
-  throw new QzoError(`${ds.file}: ${what} data needs a loss graph with inputs (${keys}); ${m.source} has none`);
-}
-
-/** RUN_DIR/model.<ext>: the input's extension for a file, `model` (a directory) for a Hugging Face directory. */
-function exportPath(runDir: string, model: string): string {
-  return statSync(model).isDirectory() ? join(runDir, "model") : join(runDir, `model${extname(model) || ".bin"}`);
-}
-
-function readRunJson(path: string): Record<string, unknown> | undefined {
-  if (!existsSync(path)) return undefined;
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-  } catch {
-    throw new QzoError(`${path}: not valid JSON`);
-  }
-}
-
 modelOptions(program.command("train").description("fine-tune the quantization scales with QZO (zeroth-order, two forward passes per step)"))
   .requiredOption("--data <file>", "training data: text, or JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"})")
   .option("--eval <file>", "held-out data (default: the last 10% of --data)")
@@ -212,124 +157,36 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
   .action(async (o: TrainCliOpts) => {
     if (o.relativeEps && o.absoluteEps) throw new QzoError("--relative-eps and --absolute-eps exclude each other", 2);
-    const runDir = o.out;
-    const scalesPath = join(runDir, SCALES_FILE);
-    const runJsonPath = join(runDir, "run.json");
-    if (existsSync(runDir) && !statSync(runDir).isDirectory()) throw new QzoError(`${runDir}: exists and is not a directory`, 2);
-    if (o.resume && !existsSync(scalesPath)) throw new QzoError(`${runDir}: no ${SCALES_FILE} to resume from; drop --resume to start a new run`, 2);
-    if (!o.resume && existsSync(scalesPath)) {
-      throw new QzoError(`${runDir}: already holds a run (${SCALES_FILE}); pass --resume to continue it, or choose another --out`, 2);
-    }
-    const { bound, tok } = load(o);
-    const m = bound.module;
-    const prevSeqLen = o.resume ? readRunJson(runJsonPath)?.["seqLen"] : undefined;
-    const { ctx, seqLen } = windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined));
-    const ds = loadDataset(o.data, tok, seqLen, ctx);
-    if (ds.kind === "distill" && o.seqLen !== undefined && o.seqLen !== ds.seqLen) {
-      throw new QzoError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
-    }
-    const n = datasetSize(ds);
-    let trainData: TrainData = datasetData(ds);
-    let evalData: TrainData | undefined;
-    let evalWhat: string;
-    if (o.eval) {
-      const es = loadDataset(o.eval, tok, seqLen, ctx);
-      if (es.kind !== ds.kind) throw new QzoError(`${o.eval}: ${es.kind} data, but ${o.data} is ${ds.kind} data`);
-      evalData = datasetData(es);
-      evalWhat = `${o.eval} (${evalData.size} examples)`;
-    } else if (n >= 2) {
-      const held = Math.max(1, Math.round(n / 10));
-      evalData = subset(trainData, n - held, n);
-      trainData = subset(trainData, 0, n - held);
-      evalWhat = `the last ${held} of ${n} examples of ${o.data}`;
-    } else {
-      evalWhat = "none (one example)";
-    }
-    const lossName = lossFor(m, ds);
-    // Defaults: the spec's train block (with the chosen loss's own block over it), then (on --resume)
-    // the run's own settings; flags override.
-    const prev = o.resume ? (readRunJson(runJsonPath)?.["hyper"] as Record<string, unknown> | undefined) : undefined;
-    const fromSpec = trainHyperFor(m.train, lossName);
-    const base: TrainHyper = { ...fromSpec, seed: BigInt(fromSpec.seed) };
-    if (prev) Object.assign(base, { ...prev, seed: BigInt(String(prev["seed"] ?? base.seed)) });
-    const hp: TrainHyper = {
-      eps: o.eps ?? base.eps,
-      epsMode: o.relativeEps ? "relative" : o.absoluteEps ? "absolute" : base.epsMode,
-      lr: o.lr ?? base.lr,
-      schedule: o.schedule ?? base.schedule,
-      warmup: o.warmup ?? base.warmup,
-      clip: o.clip ?? base.clip,
-      directions: o.directions ?? base.directions,
-      z: o.z ?? base.z,
-      scaleFloor: o.scaleFloor ?? base.scaleFloor,
-      batch: o.batch ?? base.batch,
-      steps: o.steps ?? base.steps,
-      evalEvery: o.evalEvery ?? base.evalEvery,
-      seed: o.seed ?? base.seed,
-    };
-    checkHyper(hp);
-    const { backend, device } = selectBackend(bound, lossName, o.device);
-    process.stderr.write(`qzo: training on ${device === "cpu" ? "the generated CPU kernels" : "the reference interpreter"}\n`);
-    mkdirSync(runDir, { recursive: true });
-    const sha = modelSha256(o.model);
-    const runJson = {
-      command: ["qzo", ...process.argv.slice(2)],
+    const r = await runTraining({
       model: o.model,
-      spec: bound.spec,
+      ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
+      ...(o.spec ? { spec: o.spec } : {}),
+      set: o.set,
+      device: o.device,
       data: o.data,
-      eval: o.eval ?? null,
-      heldOut: o.eval ? null : evalData ? evalData.size : 0,
-      seqLen: ds.kind === "distill" ? ds.seqLen : seqLen,
-      loss: lossName,
-      backend: backend.name,
-      trainables: backend.trainables.length,
-      scales: backend.values().reduce((a, v) => a + v.length, 0),
-      hyper: hyperJson(hp),
-      status: "running",
-    };
-    writeFileSync(runJsonPath, JSON.stringify(runJson, null, 2) + "\n");
-    process.stderr.write(
-      `qzo train: ${basename(o.model)}, ${runJson.scales} trainable values in ${runJson.trainables} tensors, ` +
-        `${trainData.size} training examples, eval ${evalWhat}, loss ${lossName}, ${hp.steps} steps\n`,
-    );
-    let stop = false;
-    const onSigint = () => {
-      if (stop) process.exit(130);
-      stop = true;
-      process.stderr.write("\nqzo train: interrupted: finishing the current step and saving (Ctrl-C again to quit now)\n");
-    };
-    process.on("SIGINT", onSigint);
-    let r;
-    try {
-      r = await train({
-        backend,
-        train: trainData,
-        ...(evalData ? { eval: evalData } : {}),
-        hp,
-        runDir,
-        model: { path: o.model, sha256: sha, spec: bound.spec },
-        resume: o.resume === true,
-        shouldStop: () => stop,
-      });
-    } finally {
-      process.off("SIGINT", onSigint);
-    }
-    const result = { step: r.step, best: r.best ?? null, lastEval: r.lastEval ?? null, skipped: r.skipped };
-    if (r.stopped) {
-      writeFileSync(runJsonPath, JSON.stringify({ ...runJson, status: "interrupted", result }, null, 2) + "\n");
-      process.stderr.write(`qzo train: stopped after step ${r.step}; ${scalesPath} saved; continue with --resume\n`);
-      process.exitCode = 130;
-      return;
-    }
-    const fromBest = evalData !== undefined && r.best !== undefined;
-    const values = fromBest
-      ? loadScalesCheckpoint(join(runDir, BEST_FILE), { trainables: backend.trainables, modelSha256: sha }).values
-      : backend.values();
-    const out = exportPath(runDir, o.model);
-    exportModel(bound, backend.trainables, values, out);
-    writeFileSync(runJsonPath, JSON.stringify({ ...runJson, status: "done", result, exported: out, exportedFrom: fromBest ? BEST_FILE : SCALES_FILE }, null, 2) + "\n");
-    const bestText = r.best ? `, best eval ${r.best.evalLoss.toFixed(4)} at step ${r.best.step}` : "";
-    process.stderr.write(`qzo train: ${r.step} steps${bestText}; wrote ${out} (from ${fromBest ? BEST_FILE : "the final scales"})\n`);
+      ...(o.eval ? { eval: o.eval } : {}),
+      out: o.out,
+      resume: o.resume === true,
+      flags: {
+        eps: o.eps,
+        epsMode: o.relativeEps ? "relative" : o.absoluteEps ? "absolute" : undefined,
+        lr: o.lr,
+        schedule: o.schedule,
+        warmup: o.warmup,
+        clip: o.clip,
+        directions: o.directions,
+        z: o.z,
+        scaleFloor: o.scaleFloor,
+        batch: o.batch,
+        steps: o.steps,
+        evalEvery: o.evalEvery,
+        seed: o.seed,
+      },
+      ...(o.seqLen !== undefined ? { seqLen: o.seqLen } : {}),
+      command: ["qzo", ...process.argv.slice(2)],
+      log: (line: string) => process.stderr.write(line + "\n"),
+    });
+    process.exitCode = r.exitCode;
   });
 
 modelOptions(program.command("distill").description("write a teacher model's top-K next-token distributions over language-modelling data (the data of the distill loss)"))

@@ -132,16 +132,16 @@ describe("bad model files and flags: one line, no stack trace", () => {
     const f = join(dir, "q5.gguf");
     copyFileSync(join(S, "gguf", "stories260K-q4_0.gguf"), f);
     const bytes = readFileSync(f);
-    // Patch the type of the first Q4_0 tensor (ggml type 2) to Q5_0 (type 6) in its tensor info.
+    // Patch the type of the first Q4_0 tensor (ggml type 2) to IQ4_NL (type 20, the same 18-byte blocks of 32) in its tensor info.
     const name = Buffer.from("blk.0.attn_q.weight");
     const at = bytes.indexOf(name) + name.length + 4 + 2 * 8;
     expect(bytes.readUInt32LE(at)).toBe(2);
-    bytes.writeUInt32LE(6, at);
+    bytes.writeUInt32LE(20, at);
     writeFileSync(f, bytes);
     const r = await qzo("generate", "--model", f, "-n", "2");
     expect(r.exitCode).toBe(1);
     oneLine(r);
-    expect(r.stderr.trim()).toBe(`qzo: ${f}: tensor 'blk.0.attn_q.weight' is Q5_0, a type the spec declares no format for (formats: q8_0, q4_0, q4_1, gptq_int4, nf4)`);
+    expect(r.stderr.trim()).toBe(`qzo: ${f}: tensor 'blk.0.attn_q.weight' is IQ4_NL, a type the spec declares no format for (formats: q8_0, q4_0, q4_1, gptq_int4, nf4)`);
   });
 
   it("a bad flag value exits 2", async () => {

@@ -596,24 +596,30 @@ describe("GGUF: bad files give one-line errors with file and byte offset", () =>
 
   it("a patched tensor type: listing works, decoding names the tensor and its type", () => {
     const g = readGguf(GGUF_F32);
+    // The last tensor of the data section: a smaller type leaves no gap before another tensor.
+    const last = [...g.tensors.values()].reduce((a, t) => (t.byteOffset > a.byteOffset ? t : a));
+    expect(last.dtype).toBe("F32");
+    const b = f32();
+    b.writeUInt32LE(6, last.dtypeOffset!); // Q5_0: same element count, smaller data
+    const p5 = writeTmp("q5-last.gguf", b);
+    const q5 = get(readGguf(p5).tensors, last.name);
+    expect(q5.dtype).toBe("Q5_0");
+    expect(q5.byteLength).toBe((last.shape.reduce((x, y) => x * y, 1) / 32) * 22);
+    expect(readTensorBytes(q5).length).toBe(q5.byteLength);
+    expect(errorOf(() => decodeToF32(q5))).toBe(
+      `${p5}: at byte ${last.dtypeOffset}: cannot decode tensor "${last.name}" of type Q5_0: expected one of F32, F16, BF16, Q8_0, Q4_0, Q4_1`,
+    );
+
+    // A smaller type in the middle leaves a gap before the next tensor, which ggml refuses too.
     const q = get(g.tensors, "blk.0.attn_q.weight");
     const at = q.dtypeOffset!;
-    const b = f32();
-    expect(b.readUInt32LE(at)).toBe(0); // F32
-    b.writeUInt32LE(6, at); // Q5_0: same element count, smaller data, block 32 divides rows of 64
-    const p = writeTmp("q5.gguf", b);
-    const g2 = readGguf(p);
-    const q2 = get(g2.tensors, "blk.0.attn_q.weight");
-    expect(q2.dtype).toBe("Q5_0");
-    expect(q2.byteLength).toBe(128 * 22);
-    expect(readTensorBytes(q2).length).toBe(128 * 22);
-    expect(errorOf(() => decodeToF32(q2))).toBe(
-      `${p}: at byte ${at}: cannot decode tensor "blk.0.attn_q.weight" of type Q5_0: expected one of F32, F16, BF16, Q8_0, Q4_0, Q4_1`,
-    );
-    expect(decodeToF32(get(g2.tensors, "blk.0.attn_k.weight")).length).toBe(2048); // others still fine
+    const c = f32();
+    c.writeUInt32LE(6, at);
+    const p = writeTmp("q5.gguf", c);
+    expect(errorOf(() => readGguf(p))).toMatch(new RegExp(`^${p}: at byte \\d+: tensor "blk\\.0\\.attn_k\\.weight" data offset \\d+: expected \\d+ \\(tensor data packed in order, each padded to 32 bytes\\)$`));
 
-    b.writeUInt32LE(99, at); // an id ggml does not define
-    fs.writeFileSync(p, b);
+    c.writeUInt32LE(99, at); // an id ggml does not define
+    fs.writeFileSync(p, c);
     const g3 = readGguf(p);
     const q3 = get(g3.tensors, "blk.0.attn_q.weight");
     expect(q3.dtype).toBe("GGML_TYPE_99");

@@ -232,7 +232,3 @@ export interface ModuleIR {
   train: TrainIR;
 }
 
-export function typeString(t: TensorType): string {
-  const base = t.elem.kind === "dtype" ? t.elem.dtype : t.elem.format;
-  return `${base}[${t.shape.join(", ")}]`;
-}

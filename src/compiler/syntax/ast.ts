@@ -254,8 +254,6 @@ export interface ConfigBlock extends Node, Commented {
   endComments: string[];
 }
 
-export type ConfigType = "int" | "float" | "format";
-
 export interface ConfigEntry extends Node, Commented {
   name: Ident;
   type: Ident;

@@ -2,7 +2,7 @@
  * The chevrotain parser: tokens -> AST (src/compiler/syntax/ast.ts). The rules
  * follow grammar/qzo.ebnf one for one; a test keeps the two in step.
  */
-import { EmbeddedActionsParser, type IToken, type TokenType } from "chevrotain";
+import { EmbeddedActionsParser, type IToken } from "chevrotain";
 import type * as A from "./ast.js";
 import * as T from "./tokens.js";
 import type { SourceFile, Span } from "../source.js";
@@ -593,4 +593,3 @@ export function grammarRuleNames(): string[] {
 }
 
 export type { QzoParser };
-export const tokenVocabulary: TokenType[] = T.allTokens;

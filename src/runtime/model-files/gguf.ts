@@ -195,6 +195,107 @@ function readValue(cur: FileCursor, type: number, what: string, typeAt: number, 
   }
 }
 
+/** A tensor info as read, before the data section is placed. */
+interface RawTensor {
+  info: TensorInfo;
+  relOffset: number;
+  offsetAt: number;
+}
+
+/** The metadata key/value pairs after the header. */
+function readMetadata(cur: FileCursor, kvCount: number) {
+  const metadata: Record<string, GgufValue> = Object.create(null) as Record<string, GgufValue>;
+  const metadataTypes: Record<string, string> = Object.create(null) as Record<string, string>;
+  const valueOffsets = new Map<string, number>();
+  for (let k = 0; k < kvCount; k++) {
+    const keyAt = cur.pos;
+    const key = readString(cur, `metadata key #${k}`);
+    if (key in metadata) throw fileError(cur.file, keyAt, `duplicate metadata key "${key}": expected unique keys`);
+    const typeAt = cur.pos;
+    const type = cur.u32(`type of metadata value "${key}"`);
+    valueOffsets.set(key, cur.pos);
+    const [value, typeName] = readValue(cur, type, `metadata value "${key}"`, typeAt, 0);
+    metadata[key] = value;
+    metadataTypes[key] = typeName;
+  }
+  let alignment = 32;
+  if ("general.alignment" in metadata) {
+    const a = metadata["general.alignment"];
+    const n = typeof a === "bigint" ? Number(a) : a;
+    if (typeof n !== "number" || !Number.isInteger(n) || n <= 0 || (n & (n - 1)) !== 0 || n > 1 << 30) {
+      throw fileError(cur.file, valueOffsets.get("general.alignment")!, `bad general.alignment ${String(a)}: expected a power of two`);
+    }
+    alignment = n;
+  }
+  return { metadata, metadataTypes, alignment };
+}
+
+/** One tensor info: name, dimensions, type and data offset (relative to the data section). */
+function readTensorInfo(cur: FileCursor, k: number, tensors: Map<string, TensorInfo>, alignment: number): RawTensor {
+  const file = cur.file;
+  const nameAt = cur.pos;
+  const name = readString(cur, `name of tensor info #${k}`);
+  if (tensors.has(name)) throw fileError(file, nameAt, `duplicate tensor name "${name}": expected unique names`);
+  const ndAt = cur.pos;
+  const nDims = cur.u32(`dimension count of tensor "${name}"`);
+  if (nDims < 1 || nDims > MAX_DIMS) throw fileError(file, ndAt, `tensor "${name}" has ${nDims} dimensions: expected 1 to ${MAX_DIMS}`);
+  const ne: number[] = [];
+  let numel = 1;
+  for (let d = 0; d < nDims; d++) {
+    const at = cur.pos;
+    const v = cur.u64(`dimension ${d} of tensor "${name}"`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw fileError(file, at, `tensor "${name}" dimension ${d} is ${v}: expected at most 2^53-1`);
+    ne.push(Number(v));
+    numel *= Number(v);
+  }
+  if (numel > Number.MAX_SAFE_INTEGER) throw fileError(file, ndAt, `tensor "${name}" has ${numel} elements: expected at most 2^53-1`);
+  const typeAt = cur.pos;
+  const type = cur.u32(`type of tensor "${name}"`);
+  const offsetAt = cur.pos;
+  const relOffset = u64ToNumber(file, offsetAt, cur.u64(`data offset of tensor "${name}"`), `data offset of tensor "${name}"`);
+  const dtype = GGML_TYPE_NAME[type] ?? `GGML_TYPE_${type}`;
+  const layout = DTYPE_LAYOUT[dtype];
+  let byteLength = 0;
+  if (layout) {
+    if (ne[0]! % layout.blockSize !== 0) {
+      throw fileError(file, typeAt, `tensor "${name}" of type ${dtype} has rows of ${ne[0]} elements: expected a multiple of the block size ${layout.blockSize}`);
+    }
+    byteLength = (numel / layout.blockSize) * layout.typeSize;
+  }
+  if (relOffset % alignment !== 0) throw fileError(file, offsetAt, `tensor "${name}" data offset ${relOffset} is not a multiple of the alignment ${alignment}`);
+  const info: TensorInfo = { name, dtype, shape: ne.slice().reverse(), byteOffset: 0, byteLength, file, dtypeOffset: typeAt, ggmlType: type };
+  if (!layout) info.sizeUnknown = true;
+  return { info, relOffset, offsetAt };
+}
+
+/**
+ * Places the tensors in the data section as ggml does: each tensor's data starts where the
+ * previous one's ends, padded to the alignment, in the order of the tensor infos (so no two
+ * overlap and nothing lies between them); a tensor of an unknown type runs to the next one.
+ */
+function placeTensors(file: string, raws: RawTensor[], dataOffset: number, alignment: number, size: number): void {
+  let expected = 0;
+  raws.forEach((r, k) => {
+    if (r.info.sizeUnknown) {
+      const next = raws[k + 1]?.relOffset;
+      if (r.relOffset < expected) throw fileError(file, r.offsetAt, `tensor "${r.info.name}" data offset ${r.relOffset} overlaps the tensor before it: expected at least ${expected}`);
+      r.info.byteLength = Math.max(0, (next !== undefined ? dataOffset + next : size) - (dataOffset + r.relOffset));
+    } else if (r.relOffset !== expected) {
+      throw fileError(file, r.offsetAt, `tensor "${r.info.name}" data offset ${r.relOffset}: expected ${expected} (tensor data packed in order, each padded to ${alignment} bytes)`);
+    }
+    r.info.byteOffset = dataOffset + r.relOffset;
+    const end = r.info.byteOffset + r.info.byteLength;
+    if (end > size) {
+      throw fileError(
+        file,
+        r.info.byteOffset,
+        `truncated tensor data: tensor "${r.info.name}" (${r.info.dtype} ${shapeString(r.info.shape)}, ${r.info.byteLength} bytes) expected to end at byte ${end}, but the file ends at byte ${size}`,
+      );
+    }
+    expected = r.relOffset + Math.ceil(r.info.byteLength / alignment) * alignment;
+  });
+}
+
 /** Reads a GGUF file's header: metadata and tensor infos. Tensor data is not read. */
 export function readGguf(file: string): GgufFile {
   const { fd, size } = openForRead(file);
@@ -203,9 +304,7 @@ export function readGguf(file: string): GgufFile {
     cur.require(4, "header (GGUF magic)");
     const magicBytes = cur.bytes(4, "magic");
     const magic = magicBytes[0]! | (magicBytes[1]! << 8) | (magicBytes[2]! << 16) | (magicBytes[3]! << 24);
-    if (magic >>> 0 !== GGUF_MAGIC) {
-      throw fileError(file, 0, `bad magic ${describeMagic(magicBytes)}: expected "GGUF" (not a GGUF file)`);
-    }
+    if (magic >>> 0 !== GGUF_MAGIC) throw fileError(file, 0, `bad magic ${describeMagic(magicBytes)}: expected "GGUF" (not a GGUF file)`);
     const version = cur.u32("header (version)");
     if (version !== 2 && version !== 3) {
       const hint = version === 1 ? " (GGUF v1 is obsolete)" : (version & 0xffff) === 0 ? " (big-endian GGUF is not supported)" : "";
@@ -215,120 +314,24 @@ export function readGguf(file: string): GgufFile {
     const tensorCount = u64ToNumber(file, tcAt, cur.u64("header (tensor count)"), "tensor count");
     const kvAt = cur.pos;
     const kvCount = u64ToNumber(file, kvAt, cur.u64("header (metadata count)"), "metadata count");
-
-    const metadata: Record<string, GgufValue> = Object.create(null) as Record<string, GgufValue>;
-    const metadataTypes: Record<string, string> = Object.create(null) as Record<string, string>;
-    const valueOffsets = new Map<string, number>();
-    for (let k = 0; k < kvCount; k++) {
-      const keyAt = cur.pos;
-      const key = readString(cur, `metadata key #${k}`);
-      if (key in metadata) throw fileError(file, keyAt, `duplicate metadata key "${key}": expected unique keys`);
-      const typeAt = cur.pos;
-      const type = cur.u32(`type of metadata value "${key}"`);
-      valueOffsets.set(key, cur.pos);
-      const [value, typeName] = readValue(cur, type, `metadata value "${key}"`, typeAt, 0);
-      metadata[key] = value;
-      metadataTypes[key] = typeName;
-    }
-
-    let alignment = 32;
-    if ("general.alignment" in metadata) {
-      const a = metadata["general.alignment"];
-      const n = typeof a === "bigint" ? Number(a) : a;
-      if (typeof n !== "number" || !Number.isInteger(n) || n <= 0 || (n & (n - 1)) !== 0 || n > 1 << 30) {
-        throw fileError(file, valueOffsets.get("general.alignment")!, `bad general.alignment ${String(a)}: expected a power of two`);
-      }
-      alignment = n;
-    }
-
-    interface Raw {
-      info: TensorInfo;
-      relOffset: number;
-      offsetAt: number;
-    }
-    const raws: Raw[] = [];
-    const tensors = new Map<string, TensorInfo>();
+    const { metadata, metadataTypes, alignment } = readMetadata(cur, kvCount);
     // A tensor info takes at least 8 (name length) + 4 + 8 + 4 + 8 bytes.
     if (tensorCount > cur.remaining() / 32) {
-      throw fileError(
-        file,
-        cur.pos,
-        `truncated tensor infos: ${tensorCount} tensors need at least ${tensorCount * 32} bytes, but the file ends at byte ${size}`,
-      );
+      throw fileError(file, cur.pos, `truncated tensor infos: ${tensorCount} tensors need at least ${tensorCount * 32} bytes, but the file ends at byte ${size}`);
     }
+    const tensors = new Map<string, TensorInfo>();
+    const raws: RawTensor[] = [];
     for (let k = 0; k < tensorCount; k++) {
-      const nameAt = cur.pos;
-      const name = readString(cur, `name of tensor info #${k}`);
-      if (tensors.has(name)) throw fileError(file, nameAt, `duplicate tensor name "${name}": expected unique names`);
-      const ndAt = cur.pos;
-      const nDims = cur.u32(`dimension count of tensor "${name}"`);
-      if (nDims < 1 || nDims > MAX_DIMS) {
-        throw fileError(file, ndAt, `tensor "${name}" has ${nDims} dimensions: expected 1 to ${MAX_DIMS}`);
-      }
-      const ne: number[] = [];
-      let numel = 1;
-      for (let d = 0; d < nDims; d++) {
-        const at = cur.pos;
-        const v = cur.u64(`dimension ${d} of tensor "${name}"`);
-        if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-          throw fileError(file, at, `tensor "${name}" dimension ${d} is ${v}: expected at most 2^53-1`);
-        }
-        ne.push(Number(v));
-        numel *= Number(v);
-      }
-      if (numel > Number.MAX_SAFE_INTEGER) {
-        throw fileError(file, ndAt, `tensor "${name}" has ${numel} elements: expected at most 2^53-1`);
-      }
-      const typeAt = cur.pos;
-      const type = cur.u32(`type of tensor "${name}"`);
-      const offsetAt = cur.pos;
-      const relOffset = u64ToNumber(file, offsetAt, cur.u64(`data offset of tensor "${name}"`), `data offset of tensor "${name}"`);
-      const shape = ne.slice().reverse();
-      const dtype = GGML_TYPE_NAME[type] ?? `GGML_TYPE_${type}`;
-      const layout = DTYPE_LAYOUT[dtype];
-      let byteLength = 0;
-      if (layout) {
-        if (ne[0]! % layout.blockSize !== 0) {
-          throw fileError(
-            file,
-            typeAt,
-            `tensor "${name}" of type ${dtype} has rows of ${ne[0]} elements: expected a multiple of the block size ${layout.blockSize}`,
-          );
-        }
-        byteLength = (numel / layout.blockSize) * layout.typeSize;
-      }
-      if (relOffset % alignment !== 0) {
-        throw fileError(file, offsetAt, `tensor "${name}" data offset ${relOffset} is not a multiple of the alignment ${alignment}`);
-      }
-      const info: TensorInfo = { name, dtype, shape, byteOffset: 0, byteLength, file, dtypeOffset: typeAt, ggmlType: type };
-      if (!layout) info.sizeUnknown = true;
-      tensors.set(name, info);
-      raws.push({ info, relOffset, offsetAt });
+      const r = readTensorInfo(cur, k, tensors, alignment);
+      tensors.set(r.info.name, r.info);
+      raws.push(r);
     }
-
     const headerEnd = cur.pos;
     const dataOffset = Math.ceil(headerEnd / alignment) * alignment;
     if (tensorCount > 0 && dataOffset > size) {
       throw fileError(file, headerEnd, `truncated file: expected the data section at byte ${dataOffset}, but the file ends at byte ${size}`);
     }
-    // Unknown types: size up to the next tensor's data (or the end of the file).
-    const starts = raws.map((r) => r.relOffset).sort((a, b) => a - b);
-    for (const r of raws) {
-      r.info.byteOffset = dataOffset + r.relOffset;
-      if (r.info.sizeUnknown) {
-        const next = starts.find((s) => s > r.relOffset);
-        r.info.byteLength = Math.max(0, (next !== undefined ? dataOffset + next : size) - r.info.byteOffset);
-      }
-      const end = r.info.byteOffset + r.info.byteLength;
-      if (end > size) {
-        throw fileError(
-          file,
-          r.info.byteOffset,
-          `truncated tensor data: tensor "${r.info.name}" (${r.info.dtype} ${shapeString(r.info.shape)}, ${r.info.byteLength} bytes) expected to end at byte ${end}, but the file ends at byte ${size}`,
-        );
-      }
-    }
-
+    placeTensors(file, raws, dataOffset, alignment, size);
     return {
       format: "gguf",
       file,

@@ -199,43 +199,60 @@ export function quantizeRTNRaw(fmt: FormatIR, rows: number, cols: number, w: Flo
       case "lookup": {
         const Z = fmt.zero ? neutralZero + adjust : 0;
         if (zeros) zeros[s] = neutralZero;
-        const levels = Float32Array.from(table!, (t) => t - Z);
-        let tmin = Infinity;
-        let tmax = -Infinity;
-        let tabs = 0;
-        for (const t of levels) {
-          tmin = Math.min(tmin, t);
-          tmax = Math.max(tmax, t);
-          tabs = Math.max(tabs, Math.abs(t));
-        }
-        let d: number;
-        let m = 0;
-        if (mins) {
-          d = tmax > tmin ? f(f(hi - lo) / f(tmax - tmin)) : 0;
-          m = f(lo - f(d * tmin));
-          mins[s] = m;
-        } else {
-          d = tabs > 0 ? f(amax / tabs) : 0;
-        }
-        const id = d ? f(1 / d) : 0;
-        scales[s] = d;
-        for (let k = a; k < b; k++) {
-          const j = members[k]!;
-          const y = f(f(w[j]! - m) * id);
-          let best = 0;
-          let err = Infinity;
-          for (let q = 0; q < levels.length; q++) {
-            const e = Math.abs(y - levels[q]!);
-            if (e < err) {
-              err = e;
-              best = q;
-            }
-          }
-          codes[j] = fmt.code.signed && best >= 2 ** (fmt.code.bits - 1) ? best - 2 ** fmt.code.bits : best;
-        }
+        const r = lookupGroup(fmt, table!, Z, w, members, a, b, codes, { lo, hi, amax }, Boolean(mins));
+        scales[s] = r.d;
+        if (mins) mins[s] = r.m;
         break;
       }
     }
   }
   return { codes, scales, ...(zeros ? { zeros } : {}), ...(mins ? { mins } : {}) };
+}
+
+/** One group of a lookup-table format: the scale (and min) from the group's range, each code the nearest level. */
+function lookupGroup(
+  fmt: FormatIR,
+  table: Float32Array,
+  Z: number,
+  w: Float32Array,
+  members: Int32Array,
+  a: number,
+  b: number,
+  codes: Int32Array,
+  range: { lo: number; hi: number; amax: number },
+  withMin: boolean,
+): { d: number; m: number } {
+  const levels = Float32Array.from(table, (t) => t - Z);
+  let tmin = Infinity;
+  let tmax = -Infinity;
+  let tabs = 0;
+  for (const t of levels) {
+    tmin = Math.min(tmin, t);
+    tmax = Math.max(tmax, t);
+    tabs = Math.max(tabs, Math.abs(t));
+  }
+  let d: number;
+  let m = 0;
+  if (withMin) {
+    d = tmax > tmin ? f(f(range.hi - range.lo) / f(tmax - tmin)) : 0;
+    m = f(range.lo - f(d * tmin));
+  } else {
+    d = tabs > 0 ? f(range.amax / tabs) : 0;
+  }
+  const id = d ? f(1 / d) : 0;
+  for (let k = a; k < b; k++) {
+    const j = members[k]!;
+    const y = f(f(w[j]! - m) * id);
+    let best = 0;
+    let err = Infinity;
+    for (let q = 0; q < levels.length; q++) {
+      const e = Math.abs(y - levels[q]!);
+      if (e < err) {
+        err = e;
+        best = q;
+      }
+    }
+    codes[j] = fmt.code.signed && best >= 2 ** (fmt.code.bits - 1) ? best - 2 ** fmt.code.bits : best;
+  }
+  return { d, m };
 }

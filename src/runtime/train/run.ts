@@ -1,0 +1,202 @@
+/**
+ * A training run, as `qzo train` starts or resumes it in a run directory: the model bound to its
+ * spec, the data cut into windows and split (the last tenth held out unless an eval set is given),
+ * the loss graph chosen from the data, the hyperparameters (the spec's train block, the chosen
+ * loss's own settings over it, then on --resume the run's own, then the flags), the backend, the
+ * QZO loop (trainer.ts), the run record (run.json), Ctrl-C and SIGTERM (finish the step, save,
+ * exit 130), and the export of the best (or final) scales into the input's format.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { basename, extname, join } from "node:path";
+import { trainHyperFor, type ModuleIR } from "../../compiler/ir/ir.js";
+import { QzoError } from "../../util/errors.js";
+import { writeFileAtomic } from "../../util/fs-atomic.js";
+import { selectBackend, type Device } from "../backends/select.js";
+import { datasetSize, loadDataset, makeBatch, type Dataset } from "../data/dataset.js";
+import { exportModel } from "../export/export.js";
+import { bindModel } from "../load/bind.js";
+import { modelTokenizer } from "../load/tokenizer.js";
+import { loadScalesCheckpoint, modelSha256 } from "./checkpoint.js";
+import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, subset, train, type TrainData, type TrainHyper } from "./trainer.js";
+
+export const DEFAULT_SEQ_LEN = 128;
+export const RUN_FILE = "run.json";
+
+/** The model's context length (config seq_len), when the spec has one. */
+function contextOf(m: ModuleIR): number | undefined {
+  const v = m.config.find((c) => c.name === "seq_len")?.value.value;
+  return typeof v === "number" ? v : undefined;
+}
+
+/** The window length: the requested one (else DEFAULT_SEQ_LEN capped by the context), checked against the context. */
+export function windowLength(m: ModuleIR, requested: number | undefined): { ctx: number | undefined; seqLen: number } {
+  const ctx = contextOf(m);
+  const seqLen = requested ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
+  if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
+  return { ctx, seqLen };
+}
+
+/** The loss graph for a data set: the spec's train.loss when its inputs are the batch's, else the graph named after the data kind. */
+export function lossFor(m: ModuleIR, ds: Dataset): string {
+  const keys = Object.keys(makeBatch(ds, [0])).sort().join(",");
+  const fits = (name: string) => {
+    const g = m.graphs.find((x) => x.name === name && x.role === "loss");
+    return g !== undefined && g.inputs.map((id) => g.values[id]!.name ?? "").sort().join(",") === keys;
+  };
+  if (fits(m.train.loss)) return m.train.loss;
+  if (fits(ds.kind)) return ds.kind;
+  const any = m.graphs.find((g) => g.role === "loss" && fits(g.name));
+  if (any) return any.name;
+  const what = { lm: "language-modelling", classify: "classification", distill: "distillation" }[ds.kind];
+  throw new QzoError(`${ds.file}: ${what} data needs a loss graph with inputs (${keys}); ${m.source} has none`);
+}
+
+/** RUN_DIR/model.<ext>: the input's extension for a file, `model` (a directory) for a Hugging Face directory. */
+function exportPath(runDir: string, model: string): string {
+  return statSync(model).isDirectory() ? join(runDir, "model") : join(runDir, `model${extname(model) || ".bin"}`);
+}
+
+function readRunJson(path: string): Record<string, unknown> | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+  } catch {
+    throw new QzoError(`${path}: not valid JSON`);
+  }
+}
+
+export interface TrainRunOptions {
+  model: string;
+  tokenizer?: string;
+  spec?: string;
+  set: Record<string, string>;
+  device: Device;
+  data: string;
+  eval?: string;
+  out: string;
+  resume: boolean;
+  /** The hyperparameters given on the command line (the rest come from the spec or the run). */
+  flags: Partial<TrainHyper>;
+  seqLen?: number;
+  /** The command line, recorded in run.json. */
+  command: string[];
+  /** Progress and status lines. */
+  log(line: string): void;
+}
+
+export interface TrainRunResult {
+  /** 0: done; 130: stopped by a signal after saving. */
+  exitCode: 0 | 130;
+}
+
+/** The run's hyperparameters: the spec's (for the chosen loss), then the run's own on --resume, then the flags. */
+function hyperFor(m: ModuleIR, lossName: string, prev: Record<string, unknown> | undefined, flags: Partial<TrainHyper>): TrainHyper {
+  const fromSpec = trainHyperFor(m.train, lossName);
+  const base: TrainHyper = { ...fromSpec, seed: BigInt(fromSpec.seed) };
+  if (prev) Object.assign(base, { ...prev, seed: BigInt(String(prev["seed"] ?? base.seed)) });
+  const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  const hp: TrainHyper = { ...base, ...defined };
+  checkHyper(hp);
+  return hp;
+}
+
+/** The training and held-out data: the eval file, or the last tenth of the data. */
+function splitData(o: TrainRunOptions, ds: Dataset, load: (file: string) => Dataset): { train: TrainData; eval?: TrainData; what: string } {
+  const n = datasetSize(ds);
+  const all = datasetData(ds);
+  if (o.eval) {
+    const es = load(o.eval);
+    if (es.kind !== ds.kind) throw new QzoError(`${o.eval}: ${es.kind} data, but ${o.data} is ${ds.kind} data`);
+    const ev = datasetData(es);
+    return { train: all, eval: ev, what: `${o.eval} (${ev.size} examples)` };
+  }
+  if (n < 2) return { train: all, what: "none (one example)" };
+  const held = Math.max(1, Math.round(n / 10));
+  return { train: subset(all, 0, n - held), eval: subset(all, n - held, n), what: `the last ${held} of ${n} examples of ${o.data}` };
+}
+
+export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
+  const runDir = o.out;
+  const scalesPath = join(runDir, SCALES_FILE);
+  const runJsonPath = join(runDir, RUN_FILE);
+  if (existsSync(runDir) && !statSync(runDir).isDirectory()) throw new QzoError(`${runDir}: exists and is not a directory`, 2);
+  if (o.resume && !existsSync(scalesPath)) throw new QzoError(`${runDir}: no ${SCALES_FILE} to resume from; drop --resume to start a new run`, 2);
+  if (!o.resume && existsSync(scalesPath)) throw new QzoError(`${runDir}: already holds a run (${SCALES_FILE}); pass --resume to continue it, or choose another --out`, 2);
+  const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
+  const tok = modelTokenizer(bound.checkpoint, o.tokenizer);
+  const m = bound.module;
+  const prevRun = o.resume ? readRunJson(runJsonPath) : undefined;
+  const prevSeqLen = prevRun?.["seqLen"];
+  const { ctx, seqLen } = windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined));
+  const load = (file: string) => loadDataset(file, tok, seqLen, ctx);
+  const ds = load(o.data);
+  if (ds.kind === "distill" && o.seqLen !== undefined && o.seqLen !== ds.seqLen) {
+    throw new QzoError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
+  }
+  const data = splitData(o, ds, load);
+  const lossName = lossFor(m, ds);
+  const hp = hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags);
+  const { backend, device } = selectBackend(bound, lossName, o.device);
+  o.log(`qzo: training on ${{ cuda: "the generated CUDA kernels", cpu: "the generated CPU kernels", interp: "the reference interpreter" }[device]}`);
+  mkdirSync(runDir, { recursive: true });
+  const sha = modelSha256(o.model);
+  const runJson = {
+    command: o.command,
+    model: o.model,
+    spec: bound.spec,
+    data: o.data,
+    eval: o.eval ?? null,
+    heldOut: o.eval ? null : data.eval ? data.eval.size : 0,
+    seqLen: ds.kind === "distill" ? ds.seqLen : seqLen,
+    loss: lossName,
+    backend: backend.name,
+    trainables: backend.trainables.length,
+    scales: backend.values().reduce((a, v) => a + v.length, 0),
+    hyper: hyperJson(hp),
+    status: "running",
+  };
+  const writeRun = (extra: Record<string, unknown>) => writeFileAtomic(runJsonPath, JSON.stringify({ ...runJson, ...extra }, null, 2) + "\n");
+  writeRun({});
+  o.log(
+    `qzo train: ${basename(o.model)}, ${runJson.scales} trainable values in ${runJson.trainables} tensors, ` +
+      `${data.train.size} training examples, eval ${data.what}, loss ${lossName}, ${hp.steps} steps`,
+  );
+  let stop = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop) process.exit(130);
+    stop = true;
+    o.log(`\nqzo train: ${signal === "SIGINT" ? "interrupted" : "terminated"}: finishing the current step and saving (${signal === "SIGINT" ? "Ctrl-C" : "the signal"} again to quit now)`);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let r;
+  try {
+    r = await train({
+      backend,
+      train: data.train,
+      ...(data.eval ? { eval: data.eval } : {}),
+      hp,
+      runDir,
+      model: { path: o.model, sha256: sha, spec: bound.spec },
+      resume: o.resume,
+      shouldStop: () => stop,
+    });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  const result = { step: r.step, best: r.best ?? null, lastEval: r.lastEval ?? null, skipped: r.skipped };
+  if (r.stopped) {
+    writeRun({ status: "interrupted", result });
+    o.log(`qzo train: stopped after step ${r.step}; ${scalesPath} saved; continue with --resume`);
+    return { exitCode: 130 };
+  }
+  const fromBest = data.eval !== undefined && r.best !== undefined;
+  const values = fromBest ? loadScalesCheckpoint(join(runDir, BEST_FILE), { trainables: backend.trainables, modelSha256: sha }).values : backend.values();
+  const out = exportPath(runDir, o.model);
+  exportModel(bound, backend.trainables, values, out);
+  writeRun({ status: "done", result, exported: out, exportedFrom: fromBest ? BEST_FILE : SCALES_FILE });
+  const bestText = r.best ? `, best eval ${r.best.evalLoss.toFixed(4)} at step ${r.best.step}` : "";
+  o.log(`qzo train: ${r.step} steps${bestText}; wrote ${out} (from ${fromBest ? BEST_FILE : "the final scales"})`);
+  return { exitCode: 0 };
+}
