@@ -42,6 +42,7 @@ const cases: [string, string, Record<string, string | number>][] = [
   ["llama f16 fallback for ffn_down", "models/llama.qzo", { ...SMALL, hidden: 172, weight: "q4_0" }],
   ["opt gptq_int4 (LayerNorm, biases, learned positions, ReLU)", "models/opt.qzo", { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 }],
   ["fixture-only q5_sym", "test/fixtures/specs/tiny_q5.qzo", {}],
+  ["fixture-only layouts", "test/fixtures/specs/tiny_layouts.qzo", {}],
 ];
 
 function source(spec: string, overrides: Record<string, string | number>, unfused = false) {

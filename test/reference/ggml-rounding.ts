@@ -21,7 +21,7 @@
  */
 import type { RoundingModel, Tensor } from "../../src/runtime/interpret/interpreter.js";
 import { f16ToF32 } from "../../src/runtime/model-files/common.js";
-import { f32BitsToF16Bits } from "../../src/runtime/quant/codec.js";
+import { f32BitsToF16Bits } from "../../src/util/float-bits.js";
 import { rng } from "../support/random-model.js";
 
 const f32 = new Float32Array(1);

@@ -10,10 +10,8 @@ import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import type { FormatIR } from "../../src/compiler/ir/ir.js";
 import { decodeToF32, readGguf } from "../../src/runtime/model-files/index.js";
-import {
-  type RawQuant, dequantize, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits, pack, storageBytes, unpack, unpackRaw,
-  withScales,
-} from "../../src/runtime/quant/codec.js";
+import { type RawQuant, dequantize, pack, storageBytes, unpack, unpackRaw, withScales } from "../../src/runtime/quant/codec.js";
+import { f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from "../../src/util/float-bits.js";
 import { compileIntExpr, evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import { quantizeRTN, quantizeRTNRaw, rtnRule } from "../../src/runtime/quant/quantize.js";
 import { scaleCount } from "../../src/compiler/ir/queries.js";

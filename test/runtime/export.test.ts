@@ -9,7 +9,8 @@ import { trainableTensors, type TrainableTensor } from "../../src/runtime/interp
 import { bindModel, type BoundModel } from "../../src/runtime/load/bind.js";
 import { decodeBytesToF32, readGguf, readHfModel, readSafetensors } from "../../src/runtime/model-files/index.js";
 import { type SafetensorsTensor, writeSafetensors } from "../../src/runtime/model-files/safetensors-write.js";
-import { roundToDType, unpack, unpackRaw } from "../../src/runtime/quant/codec.js";
+import { unpack, unpackRaw } from "../../src/runtime/quant/codec.js";
+import { roundToDType } from "../../src/util/float-bits.js";
 import { evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import { loadScalesCheckpoint, modelSha256, saveScalesCheckpoint, scalesTensorName } from "../../src/runtime/train/checkpoint.js";

@@ -15,6 +15,7 @@ import type { FormatIR } from "../ir/ir.js";
 import { DTYPE_BYTES } from "../ir/ir.js";
 import { evalConcrete } from "../ir/queries.js";
 import { UnsupportedError } from "../../util/errors.js";
+import { roundToDType } from "../../util/float-bits.js";
 
 export interface ReaderIR {
   /** A C identifier: rd_<format>_<rows>x<cols>. */
@@ -31,6 +32,7 @@ export interface ReaderIR {
   /** Bit offset of that code from codeByte. */
   codeBit: string;
   bits: number;
+  /** An integer code, or an index into a lookup table (its values rounded to the table's dtype). */
   value: { kind: "integer"; signed: boolean; offset: number } | { kind: "table"; table: string; values: readonly number[] };
   zero: boolean;
   min: boolean;
@@ -57,8 +59,10 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
   let rowAdjacentCodes = false;
   if (f.layout.kind === "record") {
     const field = f.layout.fields.find((x) => x.field === "code")!;
-    codeByte = `(n * ${cols / bs} + c / ${bs}) * ${f.layout.bytes}`;
-    codeBit = rename(field.bitExpr, (v) => (v === field.index ? `(c % ${bs})` : v));
+    // Records follow the scale order: [rows, cols / bs] for blocks along in, [rows / bs, cols] along out.
+    const along = f.block.axis === "in";
+    codeByte = along ? `(n * ${cols / bs} + c / ${bs}) * ${f.layout.bytes}` : `((n / ${bs}) * ${cols} + c) * ${f.layout.bytes}`;
+    codeBit = rename(field.bitExpr, (v) => (v === field.index ? `(${along ? "c" : "n"} % ${bs})` : v));
   } else {
     const field = f.layout.fields.find((x) => x.field === "code")!;
     const dims = new Map([["in", cols], ["out", rows]]);
@@ -81,7 +85,9 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
     codeByte,
     codeBit,
     bits: f.code.bits,
-    value: table ? { kind: "table", table: table.name, values: table.values! } : { kind: "integer", signed: f.code.signed, offset: f.code.offset },
+    value: table
+      ? { kind: "table", table: table.name, values: table.values!.map((v) => roundToDType(table.dtype, v)) }
+      : { kind: "integer", signed: f.code.signed, offset: f.code.offset },
     zero: Boolean(f.zero),
     min: Boolean(f.min),
     scaleRun: f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" ? bs : 1,

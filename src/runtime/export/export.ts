@@ -31,7 +31,8 @@ import { QzoError } from "../../util/errors.js";
 import type { TrainableTensor } from "../interpret/interpreter.js";
 import type { BoundModel, StoredWeight } from "../load/bind.js";
 import type { TensorInfo } from "../model-files/index.js";
-import { f32BitsToBf16Bits, f32BitsToF16Bits, pack, unpack, unpackRaw } from "../quant/codec.js";
+import { f32BitsToBf16Bits, f32BitsToF16Bits } from "../../util/float-bits.js";
+import { pack, unpack, unpackRaw } from "../quant/codec.js";
 import { evalIntExpr } from "../../compiler/ir/int-expr.js";
 import { scaleCount } from "../../compiler/ir/queries.js";
 

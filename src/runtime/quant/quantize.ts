@@ -38,7 +38,8 @@ import { QzoError } from "../../util/errors.js";
 import type { PackedTensor } from "./types.js";
 import { scaleCount } from "../../compiler/ir/queries.js";
 import { scaleIndex } from "./types.js";
-import { type RawQuant, pack, roundToDType } from "./codec.js";
+import { roundToDType } from "../../util/float-bits.js";
+import { type RawQuant, pack } from "./codec.js";
 
 const f = Math.fround;
 
