@@ -21,7 +21,7 @@ import { exportModel } from "../runtime/export/export.js";
 import { trainableTensors } from "../runtime/interpret/interpreter.js";
 import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.js";
 import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
-import { DEFAULT_SEQ_LEN, lossFor, runTraining, windowLength } from "../runtime/train/run.js";
+import { DEFAULT_SEQ_LEN, lossFor, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
 import { scoreDataset } from "../runtime/train/trainer.js";
 import { generate } from "../runtime/infer/generate.js";
 import { perplexity } from "../runtime/infer/perplexity.js";
@@ -30,15 +30,22 @@ import { modelTokenizer } from "../runtime/load/tokenizer.js";
 import { QzoError } from "../util/errors.js";
 import { collectSet, runCli } from "./run-cli.js";
 
-function number(kind: "int" | "float", min: number) {
+/** A numeric flag in [min, max] (max: a ceiling that keeps one process's memory bounded). */
+function number(kind: "int" | "float", min: number, max = kind === "int" ? 2 ** 31 - 1 : Number.MAX_VALUE) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || (kind === "int" && !Number.isInteger(n)) || n < min) {
-      throw new InvalidArgumentError(`expected ${kind === "int" ? "an integer" : "a number"} >= ${min}, found '${v}'`);
+    if (!Number.isFinite(n) || (kind === "int" && !Number.isInteger(n)) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected ${kind === "int" ? "an integer" : "a number"} from ${min} to ${max}, found '${v}'`);
     }
     return n;
   };
 }
+
+/** Ceilings of the size flags: rows of a batch, tokens of a window, samples, teacher buckets, directions. */
+const MAX_BATCH = 65536;
+const MAX_SEQ = 1 << 20;
+const MAX_COUNT = 4096;
+const MAX_DIRECTIONS = 1024;
 
 interface ModelOpts {
   device: Device;
@@ -59,17 +66,17 @@ function modelOptions(c: Command): Command {
 
 function load(o: ModelOpts) {
   const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
-  return { bound, tok: modelTokenizer(bound.checkpoint, o.tokenizer) };
+  return { bound, tok: modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(bound.module)) };
 }
 
 const program = new Command("qzo").description("QZO runtime: fine-tuning, evaluation, generation and export of quantized models").version("0.1.0");
 
 modelOptions(program.command("generate").description("continue a prompt (greedy at temperature 0)"))
   .option("--prompt <text>", "the prompt", "")
-  .option("-n, --steps <n>", "tokens to generate (BOS ends early)", number("int", 1), 256)
+  .option("-n, --steps <n>", "tokens to generate (BOS ends early)", number("int", 1, MAX_SEQ), 256)
   .option("--temperature <t>", "sampling temperature; 0 is greedy", number("float", 0), 1)
   .option("--seed <s>", "sampling seed", number("int", 0), 0)
-  .option("--count <n>", "independent samples, generated as one batch and printed separated by blank lines", number("int", 1), 1)
+  .option("--count <n>", "independent samples, generated as one batch and printed separated by blank lines", number("int", 1, MAX_COUNT), 1)
   .action((o: ModelOpts & { prompt: string; steps: number; temperature: number; seed: number; count: number }) => {
     const { bound, tok } = load(o);
     const { forward } = selectBackend(bound, bound.module.train.loss || "lm", o.device);
@@ -118,6 +125,7 @@ interface TrainCliOpts extends ModelOpts {
   eval?: string;
   out: string;
   resume?: boolean;
+  allowChanges?: boolean;
   steps?: number;
   lr?: number;
   eps?: number;
@@ -140,21 +148,22 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--eval <file>", "held-out data (default: the last 10% of --data)")
   .requiredOption("--out <dir>", "the run directory (log.jsonl, scales.safetensors, best.safetensors, run.json, model.*)")
   .option("--resume", "continue the run in --out from its scales.safetensors")
+  .option("--allow-changes", "with --resume: accept data or hyperparameters that differ from the run's own")
   .option("--steps <n>", "number of steps", number("int", 0))
   .option("--lr <x>", "learning rate", number("float", 0))
   .option("--eps <x>", "perturbation size", number("float", 0))
   .option("--relative-eps", "perturb and step relative to |scale| (S +- eps |S| z)")
   .option("--absolute-eps", "perturb and step by absolute amounts (S +- eps z)")
   .option("--clip <c>", "DDC threshold: the projected gradient is clamped to [-C, C]", number("float", 0))
-  .option("--batch <b>", "examples per step", number("int", 1))
-  .option("--directions <k>", "random directions per step (update averaged over them)", number("int", 1))
+  .option("--batch <b>", "examples per step", number("int", 1, MAX_BATCH))
+  .option("--directions <k>", "random directions per step (update averaged over them)", number("int", 1, MAX_DIRECTIONS))
   .option("--z <dist>", "direction distribution: gaussian or rademacher", choice("gaussian", "rademacher"))
   .option("--scale-floor <f>", "sign-preserving floor on |scale|", number("float", 0))
   .option("--schedule <kind>", "learning-rate schedule: constant, linear or cosine", choice("constant", "linear", "cosine"))
   .option("--warmup <n>", "warmup steps", number("int", 0))
   .option("--eval-every <n>", "evaluate and checkpoint every N steps (0: only at the end)", number("int", 0))
   .option("--seed <s>", "run seed (u64, decimal or 0x hex)", seedArg)
-  .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
+  .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
   .action(async (o: TrainCliOpts) => {
     if (o.relativeEps && o.absoluteEps) throw new QzoError("--relative-eps and --absolute-eps exclude each other", 2);
     const r = await runTraining({
@@ -167,6 +176,7 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
       ...(o.eval ? { eval: o.eval } : {}),
       out: o.out,
       resume: o.resume === true,
+      allowChanges: o.allowChanges === true,
       flags: {
         eps: o.eps,
         epsMode: o.relativeEps ? "relative" : o.absoluteEps ? "absolute" : undefined,
@@ -192,9 +202,9 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
 modelOptions(program.command("distill").description("write a teacher model's top-K next-token distributions over language-modelling data (the data of the distill loss)"))
   .requiredOption("--data <file>", "text or JSON lines ({\"text\"}), cut into windows as qzo train does")
   .requiredOption("--out <file>", "the distillation data file (safetensors)")
-  .option("--top-k <k>", "teacher buckets per position (the rest of its mass is one more bucket)", number("int", 1), 16)
-  .option("--seq-len <t>", `tokens per window (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
-  .option("--batch <b>", "windows per forward pass", number("int", 1), 16)
+  .option("--top-k <k>", "teacher buckets per position (the rest of its mass is one more bucket)", number("int", 1, MAX_COUNT), 16)
+  .option("--seq-len <t>", `tokens per window (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
+  .option("--batch <b>", "windows per forward pass", number("int", 1, MAX_BATCH), 16)
   .action((o: ModelOpts & { data: string; out: string; topK: number; seqLen?: number; batch: number }) => {
     const { bound, tok } = load(o);
     const m = bound.module;
@@ -239,8 +249,8 @@ modelOptions(program.command("export").description("write a model with the train
 modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling or distillation data) of a model"))
   .requiredOption("--data <file>", "text, JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"}), or qzo distill's data")
   .option("--checkpoint <file>", "use the trained scales of a scales checkpoint")
-  .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2))
-  .option("--batch <b>", "sequences per forward pass (language modelling)", number("int", 1), 16)
+  .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
+  .option("--batch <b>", "sequences per forward pass (language modelling)", number("int", 1, MAX_BATCH), 16)
   .option("--json", "print one JSON line")
   .action((o: ModelOpts & { data: string; checkpoint?: string; seqLen?: number; batch: number; json?: boolean }) => {
     const { bound, tok } = load(o);

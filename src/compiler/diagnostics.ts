@@ -13,16 +13,23 @@ export interface Diagnostic {
   hint?: string;
 }
 
+/** Characters of a source line shown under a diagnostic. */
+const SHOWN = 160;
+
 export function renderDiagnostic(d: Diagnostic): string {
   const { line, col } = d.span.file.position(d.span.start);
   // Control bytes (a binary file, say) are shown as '?', so the terminal gets only text.
-  const text = d.span.file.lineText(line).replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, "?");
-  const endOnLine = Math.min(d.span.end, d.span.start + Math.max(1, text.length - col + 1));
-  const width = Math.max(1, endOnLine - d.span.start);
+  const full = d.span.file.lineText(line).replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, "?");
+  const endOnLine = Math.min(d.span.end, d.span.start + Math.max(1, full.length - col + 1));
+  // A long line is shown as a window around the column.
+  const from = full.length > SHOWN ? Math.max(0, Math.min(col - 1 - SHOWN / 2, full.length - SHOWN)) : 0;
+  const text = (from > 0 ? "..." : "") + full.slice(from, from + SHOWN) + (from + SHOWN < full.length ? "..." : "");
+  const caretAt = col - 1 - from + (from > 0 ? 3 : 0);
+  const width = Math.max(1, Math.min(endOnLine - d.span.start, SHOWN - (col - 1 - from)));
   const lines = [
     `${d.span.file.path}:${line}:${col}: error: ${d.message}`,
     `  ${text}`,
-    `  ${" ".repeat(col - 1)}${"^".repeat(width)}`,
+    `  ${" ".repeat(caretAt)}${"^".repeat(width)}`,
   ];
   if (d.hint) lines.push(`hint: ${d.hint}`);
   return lines.join("\n");

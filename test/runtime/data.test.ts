@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { batchOrder, datasetSize, epochPermutation, loadDataset, makeBatch, type ClassifyDataset, type LmDataset } from "../../src/runtime/data/dataset.js";
+import { MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, batchOrder, datasetSize, epochPermutation, loadDataset, makeBatch, type ClassifyDataset, type LmDataset } from "../../src/runtime/data/dataset.js";
 import { loadTokenizer } from "../../src/runtime/tokenizer/index.js";
 import { QzoError } from "../../src/util/errors.js";
 
@@ -240,9 +240,22 @@ describe("data errors", () => {
     expect(err(() => loadDataset(join(tmp, "nope.txt"), tok, 32))).toBe(`${join(tmp, "nope.txt")}: file not found`);
     expect(err(() => loadDataset(tmp, tok, 32))).toBe(`${tmp}: is a directory, expected a data file`);
     const bad = join(tmp, "bad.txt");
-    writeFileSync(bad, Buffer.from([0x61, 0xff, 0x62]));
-    expect(err(() => loadDataset(bad, tok, 32))).toBe(`${bad}: not valid UTF-8: expected a UTF-8 text or JSON lines file`);
+    writeFileSync(bad, Buffer.from([0x61, 0x0a, 0x61, 0xff, 0x62]));
+    expect(err(() => loadDataset(bad, tok, 32))).toBe(`${bad}:2: not valid UTF-8: expected a UTF-8 text or JSON lines file`);
     expect(err(() => loadDataset(join(FIX, "lines.txt"), tok, 1))).toBe(`${join(FIX, "lines.txt")}: sequence length 1: expected an integer of at least 2`);
+  });
+
+  it("a line over 1 MiB, and a document over 1 MiB, are refused before they are tokenized", () => {
+    const long = join(tmp, "long.txt");
+    writeFileSync(long, "Once upon a time.\n" + "a".repeat(MAX_LINE_BYTES + 1) + "\nThe end.\n");
+    expect(err(() => loadDataset(long, tok, 32))).toBe(`${long}:2: a line longer than ${MAX_LINE_BYTES} bytes: expected text lines of at most 1 MiB (one document per line or blank-line separated paragraphs)`);
+    const doc = join(tmp, "doc.txt");
+    const para = Array.from({ length: 40 }, () => "word ".repeat(6000)).join("\n");
+    writeFileSync(doc, `Short story.\n\n${para}\n`);
+    expect(err(() => loadDataset(doc, tok, 32))).toMatch(new RegExp(`^${doc}:3: a document \\(lines 3 to \\d+\\) longer than ${MAX_DOCUMENT_BYTES} bytes`));
+    const ok = join(tmp, "crlf.txt");
+    writeFileSync(ok, "\ufeffOnce upon a time.\r\nThe end.\r\n");
+    expect(loadDataset(ok, tok, 32).kind).toBe("lm");
   });
 
   it("bad batch indices", () => {

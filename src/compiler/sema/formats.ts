@@ -27,6 +27,10 @@ interface IntType {
   bits: number;
 }
 
+/** The largest block (weights sharing a scale) and record a format may declare. */
+export const MAX_BLOCK = 1 << 16;
+export const MAX_RECORD_BYTES = 1 << 16;
+
 function intType(id: A.Ident, diags: DiagnosticBag, what: string): IntType {
   const m = /^([iu])(\d+)$/.exec(id.name);
   const bits = m ? Number(m[2]) : 0;
@@ -105,7 +109,7 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
       return fail(diags, scaleC, `a scale per block needs a 'block N along in' clause in format '${decl.name.name}'`);
     }
     const size = constInt(blockC.size, diags, "a block size");
-    if (size <= 0) fail(diags, blockC.size, `a block size must be positive, found ${size}`);
+    if (size <= 0 || size > MAX_BLOCK) fail(diags, blockC.size, `a block size is 1 to ${MAX_BLOCK}, found ${size}`);
     const axis = blockC.axis.name;
     if (axis !== "in" && axis !== "out") fail(diags, blockC.axis, `a block runs 'along in' or 'along out', not along '${axis}'`);
     return { size, axis: axis as "in" | "out" };
@@ -213,7 +217,7 @@ function checkRecord(
 ): RecordLayoutIR {
   if (per !== "block") fail(diags, rec, "a record layout holds one block per record, so its scale must be per block");
   const bytes = constInt(rec.bytes, diags, "a record size");
-  if (bytes <= 0) fail(diags, rec.bytes, `a record size must be positive, found ${bytes}`);
+  if (bytes <= 0 || bytes > MAX_RECORD_BYTES) fail(diags, rec.bytes, `a record size is 1 to ${MAX_RECORD_BYTES} bytes, found ${bytes}`);
   const owner = new Array<string | undefined>(bytes * 8);
   const placed = new Set<Field>();
   const fields: RecordFieldIR[] = [];

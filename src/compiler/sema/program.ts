@@ -44,6 +44,10 @@ export function loadProgram(root: SourceFile): Program {
         diagnostics.error(imp.path.span, `import cycle: "${imp.path.value}" imports this file again`);
         continue;
       }
+      if (!imp.path.value.endsWith(".qzo")) {
+        diagnostics.error(imp.path.span, `cannot import "${imp.path.value}": an import names a .qzo file`);
+        continue;
+      }
       if (!existsSync(target) || !statSync(target).isFile()) {
         diagnostics.error(imp.path.span, `cannot import "${imp.path.value}": no such file ${target}`);
         continue;

@@ -47,8 +47,28 @@ export function parseSource(file: SourceFile): ParseResult {
   if (process.env["QZO_DEBUG_PARSER"]) for (const e of parser.errors) console.error(e.name, e.message);
   for (const e of parser.errors) diagnostics.error(...syntaxError(file, e));
   if (diagnostics.hasErrors || ast === undefined) return { diagnostics };
+  const deep = deepestExpression(ast);
+  if (deep) {
+    diagnostics.error(deep.span, `an expression nested more than ${MAX_EXPR_DEPTH} levels deep`, "split it into config entries or graph values");
+    return { diagnostics };
+  }
   attachComments(ast, lexed.groups["comments"] ?? []);
   return { ast, diagnostics };
+}
+
+/** Expressions nest at most this deep (every later stage walks them recursively). */
+export const MAX_EXPR_DEPTH = 256;
+
+/** The first node nested deeper than MAX_EXPR_DEPTH, found without recursion. */
+function deepestExpression(ast: A.File): A.Node | undefined {
+  const stack: { v: unknown; depth: number }[] = [{ v: ast, depth: 0 }];
+  while (stack.length) {
+    const { v, depth } = stack.pop()!;
+    if (!v || typeof v !== "object") continue;
+    if (depth > MAX_EXPR_DEPTH && "span" in v) return v as A.Node;
+    for (const [k, x] of Object.entries(v)) if (k !== "span") stack.push({ v: x, depth: depth + 1 });
+  }
+  return undefined;
 }
 
 function syntaxError(file: SourceFile, e: IRecognitionException): [A.Node["span"], string] {

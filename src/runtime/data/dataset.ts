@@ -37,7 +37,7 @@
  * stream and step s takes positions [s*B, (s+1)*B) of it. So the batches of a step depend only on
  * (n, B, seed, step), and a resumed run sees the same batches.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { QzoError } from "../../util/errors.js";
 import { philox4x32 } from "../rng/philox.js";
 import type { Tokenizer } from "../tokenizer/index.js";
@@ -82,9 +82,64 @@ interface Line {
   line: number;
 }
 
-function splitLines(text: string): Line[] {
-  const parts = text.split(/\r?\n/);
-  return parts.map((t, i) => ({ text: t, line: i + 1 }));
+/** The longest line, and the longest document (blank-line separated lines), a data file may hold. */
+export const MAX_LINE_BYTES = 1 << 20;
+export const MAX_DOCUMENT_BYTES = 1 << 20;
+
+/**
+ * The lines of a text file, read in chunks: a line longer than MAX_LINE_BYTES is refused as soon as
+ * it is seen, before it is decoded or kept, so a huge line costs neither memory nor time.
+ */
+function readLines(file: string): Line[] {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+    if (fstatSync(fd).isDirectory()) throw Object.assign(new Error("directory"), { code: "EISDIR" });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a directory, expected a data file" : `cannot read: ${code ?? String(e)}`;
+    throw new QzoError(`${file}: ${why}`);
+  }
+  const lines: Line[] = [];
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const chunk = Buffer.alloc(1 << 20);
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let offset = 0;
+  const push = (bytes: Buffer) => {
+    let text: string;
+    try {
+      text = decoder.decode(bytes);
+    } catch {
+      throw new QzoError(`${file}:${lines.length + 1}: not valid UTF-8: expected a UTF-8 text or JSON lines file`);
+    }
+    if (lines.length === 0 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    lines.push({ text: text.endsWith("\r") ? text.slice(0, -1) : text, line: lines.length + 1 });
+  };
+  try {
+    for (;;) {
+      const n = readSync(fd, chunk, 0, chunk.length, offset);
+      if (n === 0) break;
+      offset += n;
+      let start = 0;
+      for (let nl = chunk.indexOf(10, 0); nl >= 0 && nl < n; nl = chunk.indexOf(10, start)) {
+        if (pendingBytes + nl - start > MAX_LINE_BYTES) break;
+        push(Buffer.concat([...pending, chunk.subarray(start, nl)]));
+        pending = [];
+        pendingBytes = 0;
+        start = nl + 1;
+      }
+      pending.push(Buffer.from(chunk.subarray(start, n)));
+      pendingBytes += n - start;
+      if (pendingBytes > MAX_LINE_BYTES) {
+        throw new QzoError(`${file}:${lines.length + 1}: a line longer than ${MAX_LINE_BYTES} bytes: expected text lines of at most 1 MiB (one document per line or blank-line separated paragraphs)`);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  push(Buffer.concat(pending));
+  return lines;
 }
 
 function isBlank(s: string): boolean {
@@ -110,31 +165,16 @@ function checkSeqLen(file: string, seqLen: number): void {
 export function loadDataset(file: string, tok: Tokenizer, seqLen: number, context?: number): Dataset {
   checkSeqLen(file, seqLen);
   if (looksLikeSafetensors(file)) return readDistillData(file, tok, context);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a directory, expected a data file" : `cannot read: ${code ?? String(e)}`;
-    throw new QzoError(`${file}: ${why}`);
-  }
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new QzoError(`${file}: not valid UTF-8: expected a UTF-8 text or JSON lines file`);
-  }
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  const lines = splitLines(text);
+  const lines = readLines(file);
   if (lines.every((l) => isBlank(l.text))) {
     throw new QzoError(`${file}: empty file: expected text documents or JSON lines ({"text": ...} or {"prompt", "candidates", "label"})`);
   }
   if (file.toLowerCase().endsWith(".jsonl") || looksLikeJsonLines(lines)) return loadJsonLines(file, lines, tok, seqLen);
-  return lmDataset(file, plainDocuments(lines), tok, seqLen);
+  return lmDataset(file, plainDocuments(file, lines), tok, seqLen);
 }
 
 /** Documents of a plain text file: blank-line separated, or one per line when there is no blank line. */
-function plainDocuments(lines: Line[]): Line[] {
+function plainDocuments(file: string, lines: Line[]): Line[] {
   // Trailing blank lines (a final newline) do not count as separators.
   let end = lines.length;
   while (end > 0 && isBlank(lines[end - 1]!.text)) end--;
@@ -149,9 +189,18 @@ function plainDocuments(lines: Line[]): Line[] {
     if (cur.length) docs.push({ text: cur.map((l) => l.text).join("\n"), line: cur[0]!.line });
     cur = [];
   };
+  let bytes = 0;
   for (const l of body) {
-    if (isBlank(l.text)) flush();
-    else cur.push(l);
+    if (isBlank(l.text)) {
+      flush();
+      bytes = 0;
+      continue;
+    }
+    cur.push(l);
+    bytes += Buffer.byteLength(l.text) + 1;
+    if (bytes > MAX_DOCUMENT_BYTES) {
+      throw new QzoError(`${file}:${cur[0]!.line}: a document (lines ${cur[0]!.line} to ${l.line}) longer than ${MAX_DOCUMENT_BYTES} bytes: expected documents of at most 1 MiB; separate them with blank lines`);
+    }
   }
   flush();
   return docs;

@@ -11,7 +11,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../util/package-root.js";
 import { checkFile } from "../../compiler/check.js";
-import { CompileError } from "../../compiler/diagnostics.js";
+import { CompileError, diagnosticHeadline } from "../../compiler/diagnostics.js";
 import type { FormatIR, ModuleIR, ParamIR, SourceNameIR } from "../../compiler/ir/ir.js";
 import type { ConfigOverrides } from "../../compiler/sema/check.js";
 import { QzoError } from "../../util/errors.js";
@@ -69,11 +69,12 @@ export function bindModel(path: string, opts: { spec?: string; set?: ConfigOverr
   // The parameter shapes at the file's sizes, for telling formats apart by their tensors' shapes
   // (every format entry f32 here, so that no storage constrains the shapes).
   const floats = Object.fromEntries(first.config.filter((c) => c.value.type === "format").map((c) => [c.name, "f32"]));
-  const sized = check(spec, { ...meta, ...user, ...floats });
+  const sized = check(spec, { ...meta, ...user, ...floats }, { path, meta });
   const overrides: ConfigOverrides = { ...meta, ...storageOverrides(sized, ckpt), ...user };
-  const module = check(spec, overrides);
+  const module = check(spec, overrides, { path, meta: overrides });
   const formats = new Map(module.formats.map((f) => [f.name, f]));
   const env = configEnv(module);
+  checkAllTensorsUsed(ckpt, module, formats, env, spec);
 
   const storedCache = new Map<string, StoredWeight>();
   const stored = (param: string, layer: number | undefined): StoredWeight => {
@@ -103,11 +104,51 @@ export function bindModel(path: string, opts: { spec?: string; set?: ConfigOverr
   return { module, spec, checkpoint: ckpt, overrides, stored, weights };
 }
 
-function check(spec: string, overrides: ConfigOverrides): ModuleIR {
+/**
+ * The spec checked with config values. A spec that fails on its own gets its diagnostics; one that
+ * fails only with the values a model file gave (`from`) is that file's error, in one line.
+ */
+function check(spec: string, overrides: ConfigOverrides, from?: { path: string; meta: ConfigOverrides }): ModuleIR {
   const r = checkFile(spec, overrides);
+  if (r.diagnostics.length && from) {
+    const values = Object.entries(from.meta).map(([k, v]) => `${k} = ${v}`).join(", ");
+    throw new QzoError(`${from.path}: does not fit ${spec} with the values it holds (${values}): ${diagnosticHeadline(r.diagnostics[0]!)}`);
+  }
   if (r.diagnostics.length) throw new CompileError(r.diagnostics);
   if (r.modules.length !== 1) throw new QzoError(`${spec}: declares ${r.modules.length} models, expected one`);
   return r.modules[0]!;
+}
+
+/** Checkpoint tensors that are not weights of any model (Hugging Face RoPE caches, GPTQ act-order indices). */
+const NOT_WEIGHTS = [/(^|\.)rotary_emb\.inv_freq$/, /\.g_idx$/];
+
+/**
+ * Every tensor of the file is a weight the spec reads, as llama.cpp requires: a file with more
+ * layers than its config says (or tensors the spec does not know) is refused rather than silently
+ * read in part.
+ */
+function checkAllTensorsUsed(ckpt: Checkpoint, m: ModuleIR, formats: Map<string, FormatIR>, env: Record<string, number>, spec: string): void {
+  const used = new Set<string>();
+  for (const p of m.params) {
+    const layers = p.array ? range(evalIntExpr(p.array.from, env), evalIntExpr(p.array.to, env)) : [undefined];
+    for (const layer of layers) {
+      const found = findTensor(ckpt, p, layer, [...formats.values()], env);
+      if (!found) continue;
+      used.add(found.name);
+      for (const t of Object.values(found.parts ?? {})) used.add(t.name);
+    }
+  }
+  const unused = [...ckpt.tensors.keys()].filter((n) => !used.has(n) && !NOT_WEIGHTS.some((re) => re.test(n)));
+  if (unused.length) {
+    throw new QzoError(
+      `${ckpt.path}: tensor '${unused[0]}'${unused.length > 1 ? ` and ${unused.length - 1} more` : ""} ${unused.length > 1 ? "are" : "is"} not read by ${spec}: ` +
+        `expected every tensor of the file to be a weight of the model (is its layer count, or its config, what the file holds?)`,
+    );
+  }
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, k) => from + k);
 }
 
 function configEnv(m: ModuleIR): Record<string, number> {

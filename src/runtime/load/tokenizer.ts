@@ -7,7 +7,25 @@ import { ggufTokenizer, loadTokenizer, type Tokenizer } from "../tokenizer/index
 import { QzoError } from "../../util/errors.js";
 import type { Checkpoint } from "./checkpoint.js";
 
-export function modelTokenizer(ckpt: Checkpoint, explicit?: string): Tokenizer {
+/**
+ * The model's tokenizer; with `modelVocab` (the model's vocabulary size), checked against it: a
+ * tokenizer with more tokens than the model makes ids the model cannot embed, and a llama2.c
+ * tokenizer.bin or a GGUF vocabulary must have exactly the model's (as llama2.c and llama.cpp
+ * require); a Hugging Face tokenizer may have fewer (padded embedding tables).
+ */
+export function modelTokenizer(ckpt: Checkpoint, explicit?: string, modelVocab?: number): Tokenizer {
+  const tok = findTokenizer(ckpt, explicit);
+  if (modelVocab !== undefined) {
+    const exact = explicit ? explicit.endsWith(".bin") : ckpt.family !== "hf";
+    const source = explicit ?? ckpt.path;
+    if (tok.vocabSize > modelVocab || (exact && tok.vocabSize !== modelVocab)) {
+      throw new QzoError(`${source}: the tokenizer has ${tok.vocabSize} tokens, but the model's vocabulary is ${modelVocab}: expected ${exact ? "the same size" : `at most ${modelVocab}`} (is it the model's own tokenizer?)`);
+    }
+  }
+  return tok;
+}
+
+function findTokenizer(ckpt: Checkpoint, explicit?: string): Tokenizer {
   if (explicit) return loadTokenizer(explicit);
   if (ckpt.family === "hf") return loadTokenizer(ckpt.path);
   if (ckpt.family === "gguf") {

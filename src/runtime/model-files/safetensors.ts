@@ -38,6 +38,28 @@ function jsonErrorOffset(e: unknown, headerText: string, base: number): number {
   return base + Buffer.byteLength(headerText.slice(0, charPos), "utf8");
 }
 
+/**
+ * What the safetensors format requires of the data section: the tensors' data, in offset order,
+ * starts at 0, each tensor where the previous one ends (no overlap, no gap), and the last one ends
+ * where the file ends. A wrong header length or aliased offsets fail here instead of reading
+ * misplaced bytes.
+ */
+function checkPacked(file: string, tensors: Map<string, TensorInfo>, dataOffset: number, dataSize: number): void {
+  const spans = [...tensors.values()].sort((a, b) => a.byteOffset - b.byteOffset || a.byteLength - b.byteLength);
+  let end = 0;
+  for (const t of spans) {
+    const begin = t.byteOffset - dataOffset;
+    if (begin !== end) {
+      const what = begin < end ? "overlaps the tensor before it" : "leaves a gap after the tensor before it";
+      throw fileError(file, t.dtypeOffset, `tensor "${t.name}" data begins at ${begin}, which ${what}: expected ${end} (tensors packed without overlap or gaps)`);
+    }
+    end = begin + t.byteLength;
+  }
+  if (end !== dataSize) {
+    throw fileError(file, dataOffset + end, `the tensors' data ends at byte ${dataOffset + end}, but the file ends at byte ${dataOffset + dataSize}: expected the data section to end the file (a wrong header length?)`);
+  }
+}
+
 export function readSafetensors(file: string): SafetensorsFile {
   const { fd, size } = openForRead(file);
   let headerBuf: Buffer;
@@ -122,6 +144,7 @@ export function readSafetensors(file: string): SafetensorsFile {
     }
     const numel = (shape as number[]).reduce((a, b) => a * b, 1);
     const byteLength = numel * layout.typeSize;
+    if (!Number.isSafeInteger(byteLength)) throw fileError(file, at, `${what} has ${numel} elements: expected fewer than 2^53 bytes of data`);
     const [begin, end] = offs as [number, number];
     if (end - begin !== byteLength) {
       throw fileError(
@@ -147,6 +170,7 @@ export function readSafetensors(file: string): SafetensorsFile {
       dtypeOffset: at,
     });
   }
+  checkPacked(file, tensors, dataOffset, dataSize);
   return {
     format: "safetensors",
     file,

@@ -198,6 +198,8 @@ export function loadScalesCheckpoint(path: string, expected: ScalesExpectation):
     const bytes = st.readTensorBytes(name);
     const out = new Float32Array(n);
     new Uint8Array(out.buffer).set(bytes);
+    const bad = out.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new QzoError(`${path}: tensor "${name}" value ${bad} is ${out[bad]}: expected finite scales (the run that wrote it diverged)`);
     return out;
   });
   if (st.tensors.size !== want.length) {

@@ -6,7 +6,7 @@
  * QZO loop (trainer.ts), the run record (run.json), Ctrl-C and SIGTERM (finish the step, save,
  * exit 130), and the export of the best (or final) scales into the input's format.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { trainHyperFor, type ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
@@ -17,10 +17,16 @@ import { exportModel } from "../export/export.js";
 import { bindModel } from "../load/bind.js";
 import { modelTokenizer } from "../load/tokenizer.js";
 import { loadScalesCheckpoint, modelSha256 } from "./checkpoint.js";
+import { RUN_FILE, openRunDir } from "./run-dir.js";
 import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, subset, train, type TrainData, type TrainHyper } from "./trainer.js";
 
 export const DEFAULT_SEQ_LEN = 128;
-export const RUN_FILE = "run.json";
+
+/** The model's vocabulary size (config vocab), when the spec has one. */
+export function vocabOf(m: ModuleIR): number | undefined {
+  const v = m.config.find((c) => c.name === "vocab")?.value.value;
+  return typeof v === "number" ? v : undefined;
+}
 
 /** The model's context length (config seq_len), when the spec has one. */
 function contextOf(m: ModuleIR): number | undefined {
@@ -31,6 +37,7 @@ function contextOf(m: ModuleIR): number | undefined {
 /** The window length: the requested one (else DEFAULT_SEQ_LEN capped by the context), checked against the context. */
 export function windowLength(m: ModuleIR, requested: number | undefined): { ctx: number | undefined; seqLen: number } {
   const ctx = contextOf(m);
+  if (ctx !== undefined && ctx < 2) throw new QzoError(`${m.source}: the model's context length (seq_len) is ${ctx}: expected at least 2 tokens`);
   const seqLen = requested ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
   if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
   return { ctx, seqLen };
@@ -75,6 +82,8 @@ export interface TrainRunOptions {
   eval?: string;
   out: string;
   resume: boolean;
+  /** On resume, accept data or hyperparameters that differ from the run's own. */
+  allowChanges?: boolean;
   /** The hyperparameters given on the command line (the rest come from the spec or the run). */
   flags: Partial<TrainHyper>;
   seqLen?: number;
@@ -85,8 +94,33 @@ export interface TrainRunOptions {
 }
 
 export interface TrainRunResult {
-  /** 0: done; 130: stopped by a signal after saving. */
+  /** 0: done; 130: stopped by a signal after saving. A diverged run is an error (exit 1). */
   exitCode: 0 | 130;
+}
+
+/** A run whose share of skipped directions (non-finite losses) is above this has diverged. */
+const MAX_SKIPPED = 0.5;
+
+/** On resume: the data and the flags must be the run's own unless the user says otherwise. */
+function checkResumeChanges(o: TrainRunOptions, prev: Record<string, unknown> | undefined, dataSha: Record<string, string>): void {
+  if (!prev || o.allowChanges) return;
+  const was = (prev["dataSha256"] ?? {}) as Record<string, string>;
+  for (const [what, sha] of Object.entries(dataSha)) {
+    if (was[what] !== undefined && was[what] !== sha) {
+      throw new QzoError(`${o.out}: the run was trained on other ${what} data (${String(prev[what])}); resume with the same data, or pass --allow-changes`, 2);
+    }
+  }
+  const hyper = (prev["hyper"] ?? {}) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(o.flags)) {
+    // The length of the run and how often it evaluates may change; the trajectory's settings may not.
+    if (v === undefined || hyper[k] === undefined || k === "steps" || k === "evalEvery") continue;
+    if (String(hyper[k]) !== String(v)) throw new QzoError(`${o.out}: the run has ${k} ${String(hyper[k])}, not ${String(v)}; resume with its own settings, or pass --allow-changes`, 2);
+  }
+}
+
+/** sha256 of a data file (a file, not a directory). */
+function fileSha256(path: string): string {
+  return modelSha256(path);
 }
 
 /** The run's hyperparameters: the spec's (for the chosen loss), then the run's own on --resume, then the flags. */
@@ -116,15 +150,22 @@ function splitData(o: TrainRunOptions, ds: Dataset, load: (file: string) => Data
 }
 
 export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
+  const dir = openRunDir(o.out, o.resume);
+  try {
+    for (const note of dir.notes) o.log(`qzo train: ${note}`);
+    return await runIn(o);
+  } finally {
+    dir.release();
+  }
+}
+
+async function runIn(o: TrainRunOptions): Promise<TrainRunResult> {
   const runDir = o.out;
   const scalesPath = join(runDir, SCALES_FILE);
   const runJsonPath = join(runDir, RUN_FILE);
-  if (existsSync(runDir) && !statSync(runDir).isDirectory()) throw new QzoError(`${runDir}: exists and is not a directory`, 2);
-  if (o.resume && !existsSync(scalesPath)) throw new QzoError(`${runDir}: no ${SCALES_FILE} to resume from; drop --resume to start a new run`, 2);
-  if (!o.resume && existsSync(scalesPath)) throw new QzoError(`${runDir}: already holds a run (${SCALES_FILE}); pass --resume to continue it, or choose another --out`, 2);
   const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
-  const tok = modelTokenizer(bound.checkpoint, o.tokenizer);
   const m = bound.module;
+  const tok = modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(m));
   const prevRun = o.resume ? readRunJson(runJsonPath) : undefined;
   const prevSeqLen = prevRun?.["seqLen"];
   const { ctx, seqLen } = windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined));
@@ -134,11 +175,12 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     throw new QzoError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
   }
   const data = splitData(o, ds, load);
+  const dataSha256: Record<string, string> = { data: fileSha256(o.data), ...(o.eval ? { eval: fileSha256(o.eval) } : {}) };
+  checkResumeChanges(o, prevRun, dataSha256);
   const lossName = lossFor(m, ds);
   const hp = hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags);
   const { backend, device } = selectBackend(bound, lossName, o.device);
   o.log(`qzo: training on ${{ cuda: "the generated CUDA kernels", cpu: "the generated CPU kernels", interp: "the reference interpreter" }[device]}`);
-  mkdirSync(runDir, { recursive: true });
   const sha = modelSha256(o.model);
   const runJson = {
     command: o.command,
@@ -146,6 +188,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     spec: bound.spec,
     data: o.data,
     eval: o.eval ?? null,
+    dataSha256,
     heldOut: o.eval ? null : data.eval ? data.eval.size : 0,
     seqLen: ds.kind === "distill" ? ds.seqLen : seqLen,
     loss: lossName,
@@ -186,6 +229,13 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     process.off("SIGTERM", onSignal);
   }
   const result = { step: r.step, best: r.best ?? null, lastEval: r.lastEval ?? null, skipped: r.skipped };
+  const tried = (r.step - r.startStep) * hp.directions;
+  if (tried > 0 && r.skipped > MAX_SKIPPED * tried) {
+    writeRun({ status: "diverged", result });
+    throw new QzoError(
+      `${runDir}: ${r.skipped} of ${tried} directions were skipped because a loss was not finite: the run diverged and is not exported (lower --lr or --eps; the checkpoints are kept)`,
+    );
+  }
   if (r.stopped) {
     writeRun({ status: "interrupted", result });
     o.log(`qzo train: stopped after step ${r.step}; ${scalesPath} saved; continue with --resume`);

@@ -27,7 +27,8 @@
  * run then continues exactly as an uninterrupted one would (batches, seeds and learning rates are
  * pure functions of (runSeed, step)).
  */
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { writeFileAtomic } from "../../util/fs-atomic.js";
 import { join } from "node:path";
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
@@ -286,15 +287,20 @@ export function scoreDataset(m: ModuleIR, scorer: Scorer, ds: Dataset, batch: nu
   return { kind: "classify", examples: n, loss: lossSum / n, accuracy: correct / n, correct };
 }
 
-/** The parsed lines of a log (header, steps, evals), in order. */
+/**
+ * The parsed lines of a log (header, steps, evals), in order. A last line without its newline that
+ * does not parse is what a kill during an append leaves: it is dropped.
+ */
 export function parseLog(text: string, file = LOG_FILE): (LogHeader | StepRecord | EvalRecord)[] {
   const out: (LogHeader | StepRecord | EvalRecord)[] = [];
-  text.split("\n").forEach((line, i) => {
+  const lines = text.split("\n");
+  lines.forEach((line, i) => {
     if (!line.trim()) return;
     let v: unknown;
     try {
       v = JSON.parse(line);
     } catch {
+      if (i === lines.length - 1) return;
       throw new QzoError(`${file}:${i + 1}: not a JSON line`);
     }
     if (typeof v !== "object" || v === null) throw new QzoError(`${file}:${i + 1}: not a JSON object`);
@@ -415,9 +421,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         kept.push(JSON.stringify(r));
       }
     }
-    writeFileSync(logPath, kept.join("\n") + "\n");
+    writeFileAtomic(logPath, kept.join("\n") + "\n");
   } else {
-    writeFileSync(logPath, JSON.stringify(headerOf(hp, backend)) + "\n");
+    writeFileAtomic(logPath, JSON.stringify(headerOf(hp, backend)) + "\n");
   }
   const log = (r: object) => appendFileSync(logPath, JSON.stringify(r) + "\n");
   const progress = o.progress === false ? undefined : (o.progress ?? new Progress({ steps: hp.steps, firstStep: start }));
