@@ -1,5 +1,5 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 
 /**
  * Writes a file so that readers see either the old or the whole new content:
@@ -15,4 +15,42 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     rmSync(tmp, { force: true });
     throw e;
   }
+}
+
+/** Temporary files are named NAME.tmp-<pid>-<time> (exports: .NAME.tmp-<pid>-<time>). */
+const TEMP = /^\.?(.+)\.tmp-(\d+)-\d+$/;
+
+/** Whether a process is running (ours included). */
+export function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The file a temporary file stands for, when a process that is no longer running left it. */
+export function staleTempOf(name: string): string | undefined {
+  const m = TEMP.exec(name);
+  return m && !processAlive(Number(m[2])) ? m[1] : undefined;
+}
+
+/** Removes the temporary files of `base` (every file when omitted) that dead processes left in `dir`. */
+export function removeStaleTemps(dir: string, base?: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names.sort()) {
+    const of = staleTempOf(name);
+    if (of === undefined || (base !== undefined && of !== base)) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }

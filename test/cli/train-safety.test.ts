@@ -88,6 +88,12 @@ describe("a run directory cannot lose data", () => {
     expect(r.stderr).toContain("recovered scales.safetensors from scales.safetensors.tmp-2147483646-1");
     expect(r.stderr).toContain("removed .model.gguf.tmp-2147483646-2");
     expect(readdirSync(run).filter((f) => f.includes(".tmp-"))).toEqual([]);
+    // qzo export removes what a killed export of the same file left beside it.
+    const out = join(tmp(), "exported.gguf");
+    writeFileSync(join(out, "..", ".exported.gguf.tmp-2147483646-3"), "half");
+    const e = await qzo("export", "--model", Q4, "--checkpoint", join(run, "scales.safetensors"), "--out", out);
+    expect(e.exitCode, e.stderr).toBe(0);
+    expect(readdirSync(join(out, "..")).sort()).toEqual(["exported.gguf"]);
   }, 90_000);
 
   it("a fresh start refuses a directory holding any run file; a torn last log line does not block --resume", async () => {

@@ -28,6 +28,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ModuleIR, ParamIR, SourceNameIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
+import { removeStaleTemps } from "../../util/fs-atomic.js";
 import type { TrainableTensor } from "../interpret/interpreter.js";
 import type { BoundModel, StoredWeight } from "../load/bind.js";
 import type { TensorInfo } from "../model-files/index.js";
@@ -321,6 +322,7 @@ export function exportModel(bound: BoundModel, trainables: readonly TrainableTen
   if (isDir && fs.existsSync(out) && !fs.statSync(out).isDirectory()) {
     throw new QzoError(`${outPath}: exists and is not a directory: expected a directory path for a Hugging Face model`);
   }
+  removeStaleTemps(parent, path.basename(out));
   const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}-${Date.now()}`);
   const fds = new Map<string, number>();
   const written = new Map<string, { end: number; sha: string; what: string }>();

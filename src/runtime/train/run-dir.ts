@@ -10,6 +10,7 @@
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { QzoError } from "../../util/errors.js";
+import { processAlive, staleTempOf } from "../../util/fs-atomic.js";
 import { readSafetensors } from "../model-files/safetensors.js";
 import { BEST_FILE, LOG_FILE, SCALES_FILE } from "./trainer.js";
 
@@ -19,17 +20,6 @@ export const LOCK_FILE = ".lock";
 /** The files whose presence means the directory holds a run. */
 const RUN_FILES = [SCALES_FILE, BEST_FILE, LOG_FILE, RUN_FILE];
 
-const TEMP = /^\.?(.+)\.tmp-(\d+)-\d+$/;
-
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Creates the directory (following a link only to an existing directory). */
 function ensureDir(dir: string): void {
@@ -60,7 +50,7 @@ function lock(dir: string): () => void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new QzoError(`${path}: cannot create the lock file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
       const holder = Number.parseInt(readFileSync(path, "utf8"), 10);
-      if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) {
         throw new QzoError(`${dir}: another qzo train (pid ${holder}) is using this run directory; wait for it or choose another --out`, 2);
       }
       rmSync(path, { force: true });
@@ -86,11 +76,11 @@ function complete(path: string): boolean {
 function recover(dir: string): string[] {
   const notes: string[] = [];
   for (const name of readdirSync(dir).sort()) {
-    const m = TEMP.exec(name);
-    if (!m || alive(Number(m[2]))) continue;
+    const of = staleTempOf(name);
+    if (of === undefined) continue;
     const path = join(dir, name);
     const target = join(dir, SCALES_FILE);
-    if (m[1] === SCALES_FILE && !(existsSync(target) && complete(target)) && complete(path)) {
+    if (of === SCALES_FILE && !(existsSync(target) && complete(target)) && complete(path)) {
       renameSync(path, target);
       notes.push(`recovered ${SCALES_FILE} from ${name}, which a stopped run left complete`);
     } else {
