@@ -195,11 +195,15 @@ function checkQuantValues(values: Float32Array, original: Float32Array, dtype: s
   }
 }
 
-/** The writes for one trainable tensor. */
-function patchesFor(bound: BoundModel, t: TrainableTensor, values: Float32Array, env: Record<string, number>): Patch[] {
+/**
+ * The writes for the trainable tensors of one parameter layer (its float weight; or its scales, its
+ * mins or both, packed together since they may share bytes, as in a Q4_1 record).
+ */
+function patchesFor(bound: BoundModel, group: readonly { t: TrainableTensor; values: Float32Array }[], env: Record<string, number>): Patch[] {
   const m = bound.module;
   const file = bound.checkpoint.path;
-  const what = `${file}: ${label(t)}`;
+  const { t, values } = group[0]!;
+  const what = `${file}: ${group.map((g) => label(g.t)).join(" and ")}`;
   const p = m.params.find((q) => q.name === t.param);
   if (!p) throw new QzoError(`${what}: the spec has no parameter '${t.param}'`);
   const s = bound.stored(t.param, t.layer);
@@ -238,16 +242,19 @@ function patchesFor(bound: BoundModel, t: TrainableTensor, values: Float32Array,
   const f = s.packed.format;
   const raw = unpackRaw(s.packed);
   const n = scaleCount(f, s.packed.rows, s.packed.cols);
-  if (values.length !== n) throw new QzoError(`${what}: ${values.length} values given, expected ${n}`);
-  if (t.field === "scale") {
-    checkQuantValues(values, raw.scales, f.scale.dtype, what);
-    raw.scales = values;
-  } else if (t.field === "min") {
-    if (!f.min || !raw.mins) throw new QzoError(`${what}: format '${f.name}' has no mins`);
-    checkQuantValues(values, raw.mins, f.min.dtype, what);
-    raw.mins = values;
-  } else {
-    throw new QzoError(`${what}: unknown trainable field '${String(t.field)}'`);
+  for (const g of group) {
+    const w = `${file}: ${label(g.t)}`;
+    if (g.values.length !== n) throw new QzoError(`${w}: ${g.values.length} values given, expected ${n}`);
+    if (g.t.field === "scale") {
+      checkQuantValues(g.values, raw.scales, f.scale.dtype, w);
+      raw.scales = g.values;
+    } else if (g.t.field === "min") {
+      if (!f.min || !raw.mins) throw new QzoError(`${w}: format '${f.name}' has no mins`);
+      checkQuantValues(g.values, raw.mins, f.min.dtype, w);
+      raw.mins = g.values;
+    } else {
+      throw new QzoError(`${w}: a float weight and the ${f.name} fields of the same parameter cannot both be trained`);
+    }
   }
   if (f.layout.kind === "record") {
     const packed = pack(f, s.packed.rows, s.packed.cols, raw);
@@ -273,7 +280,8 @@ function patchesFor(bound: BoundModel, t: TrainableTensor, values: Float32Array,
     if (raw.mins) raw.mins = new Float32Array(rowsOf(raw.mins));
   }
   const packedT = pack(f, s.packed.rows, s.packed.cols, raw);
-  const holders = new Set(f.layout.fields.filter((fl) => fl.field === t.field).map((fl) => fl.tensor));
+  const fields = new Set<string>(group.map((g) => g.t.field));
+  const holders = new Set(f.layout.fields.filter((fl) => fields.has(fl.field)).map((fl) => fl.tensor));
   return [...holders].map((name) => {
     const info = bound.checkpoint.tensors.get(loc.prefix + name);
     if (!info) throw new QzoError(`${what}: no tensor '${loc.prefix}${name}'`);
@@ -341,10 +349,17 @@ export function exportModel(bound: BoundModel, trainables: readonly TrainableTen
     }
     const target = (file: string): string => (isDir ? path.join(tmp, path.relative(src, path.resolve(file))) : tmp);
     // 2. The patches, one trainable tensor at a time.
+    // The trainable tensors of each parameter layer together (scales and mins may share bytes).
+    const groups = new Map<string, { t: TrainableTensor; values: Float32Array }[]>();
     trainables.forEach((t, i) => {
       const v = values[i];
       if (!(v instanceof Float32Array)) throw new QzoError(`${outPath}: the values of ${label(t)} are not a Float32Array`);
-      for (const p of patchesFor(bound, t, v, env)) {
+      const key = `${t.param}#${t.layer ?? ""}`;
+      groups.set(key, [...(groups.get(key) ?? []), { t, values: v }]);
+    });
+    for (const group of groups.values()) {
+      const t = group[0]!.t;
+      for (const p of patchesFor(bound, group, env)) {
         const key = `${p.file}@${p.offset}`;
         const sha = createHash("sha256").update(p.bytes).digest("hex");
         const prev = written.get(key);
@@ -370,7 +385,7 @@ export function exportModel(bound: BoundModel, trainables: readonly TrainableTen
         writeAllAt(fd, p.bytes, p.offset);
         bytesPatched += p.bytes.length;
       }
-    });
+    }
     for (const fd of fds.values()) fs.fsyncSync(fd);
     for (const [k, fd] of fds) {
       fs.closeSync(fd);

@@ -19,6 +19,7 @@ import type { ParamValue, WeightSource } from "../interpret/interpreter.js";
 import { type TensorInfo, decodeBytesToF32, numElements } from "../model-files/index.js";
 import { pack, unpack, unpackRaw } from "../quant/codec.js";
 import { evalIntExpr } from "../../compiler/ir/int-expr.js";
+import { scaleCount } from "../../compiler/ir/queries.js";
 import type { PackedTensor } from "../quant/types.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
 
@@ -44,6 +45,9 @@ export function specForArchitecture(arch: string, file: string): string {
   }
   return join(packageRoot(), "models", `${name}.qzo`);
 }
+
+/** Tensor dtypes that hold the records of a record-layout format as plain bytes. */
+const RAW_BYTES = ["U8", "I8"];
 
 /** A weight as stored: float values, or a quantized tensor in its packed form. */
 export type StoredWeight =
@@ -180,6 +184,8 @@ function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[], env: Recor
   if (!found) return undefined;
   if (found.format) return { storage: found.format.name, tensor: found.name };
   const dt = found.info.dtype;
+  // Raw bytes (a record format in safetensors) do not say which format: the spec or --set does.
+  if (RAW_BYTES.includes(dt)) return undefined;
   if (dt === "F32" || dt === "F16" || dt === "BF16") return { storage: dt.toLowerCase(), tensor: found.name };
   const f = formats.find((x) => x.name === dt.toLowerCase());
   if (!f) {
@@ -295,11 +301,21 @@ function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
     tshape = tshape.slice(1);
     info = { ...info, shape: tshape, byteLength: per };
   }
+  const dt = info.dtype;
+  if (fmt?.layout.kind === "record" && RAW_BYTES.includes(dt)) {
+    // A record format stored as raw bytes (safetensors has no dtype for it): the records, in order.
+    const rows = shape[0]!;
+    const cols = shape[1]!;
+    const want = scaleCount(fmt, rows, cols) * fmt.layout.bytes;
+    if (bytes.length !== want) throw new QzoError(`${ckpt.path}: ${label} holds ${bytes.length} bytes, but ${fmt.name} [${rows}, ${cols}] records take ${want}`);
+    let blocks = bytes;
+    for (const t of found.source.transforms) blocks = permuteRowBytes(blocks, rows, t, env, label, ckpt.path);
+    return { kind: "quant", packed: { format: fmt, rows, cols, storage: { blocks } }, tensor: found.name };
+  }
   for (const t of found.source.transforms) if (t.name === "transpose") tshape = [tshape[1]!, tshape[0]!];
   if (tshape.length !== shape.length || tshape.some((d, i) => d !== shape[i])) {
     throw new QzoError(`${ckpt.path}: ${label} has shape [${tshape.join(", ")}], but parameter '${p.name}' is [${shape.join(", ")}] (${p.type.shape.join(", ")})`);
   }
-  const dt = info.dtype;
   if (fmt) {
     if (dt.toLowerCase() !== fmt.name) throw new QzoError(`${ckpt.path}: ${label} is ${dt}, but parameter '${p.name}' is ${fmt.name}`);
     const rows = shape[0]!;
