@@ -1,5 +1,6 @@
-import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { QzoError } from "./errors.js";
 
 /**
  * Writes a file so that readers see either the old or the whole new content:
@@ -14,6 +15,33 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
+  }
+}
+
+/**
+ * Streams a file in pieces (`write` calls `put` for each) to a temporary file beside `path`,
+ * syncs it and renames it into place; on any failure the temporary file is removed and the error
+ * is a QzoError ("PATH: cannot write the WHAT: ..."; a QzoError from `write` passes as it is).
+ */
+export function writeStreamAtomic(path: string, what: string, write: (put: (bytes: Uint8Array) => void) => void): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, "w");
+    const put = (b: Uint8Array) => {
+      for (let done = 0; done < b.byteLength; ) done += writeSync(fd!, b, done, b.byteLength - done);
+    };
+    write(put);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    if (e instanceof QzoError) throw e;
+    throw new QzoError(`${path}: cannot write the ${what}: ${(e as Error).message}`);
   }
 }
 

@@ -14,9 +14,8 @@
  * The file appears atomically: it is written beside the target under a temporary name and renamed
  * over it, so a reader sees the old file or the whole new one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
 import { QzoError } from "../../util/errors.js";
+import { writeStreamAtomic } from "../../util/fs-atomic.js";
 
 export type SafetensorsWriteDType = "F32" | "F16" | "BF16" | "I32" | "I8" | "U8" | "I16" | "I64";
 
@@ -81,32 +80,14 @@ export function safetensorsHeader(
   return { header, order, dataBytes: at };
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
-}
-
 /**
  * Writes a safetensors file (see the top of this file). Tensor data is streamed from the given
  * buffers, so the file may be larger than any one buffer.
  */
 export function writeSafetensors(path: string, tensors: readonly SafetensorsTensor[], metadata?: Record<string, string>): void {
   const { header, order } = safetensorsHeader(path, tensors, metadata);
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, "w");
-    writeAll(fd, header);
-    for (const t of order) writeAll(fd, t.data);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    if (e instanceof QzoError) throw e;
-    throw new QzoError(`${path}: cannot write the safetensors file: ${(e as Error).message}`);
-  }
+  writeStreamAtomic(path, "safetensors file", (put) => {
+    put(header);
+    for (const t of order) put(t.data);
+  });
 }
