@@ -15,7 +15,7 @@ import { runGraph, type ParamValue, type Perturbation } from "../../src/runtime/
 import { applyUpdate } from "../../src/runtime/interpret/update.js";
 import { unpack } from "../../src/runtime/quant/codec.js";
 import type { Batch } from "../../src/runtime/backends/backend.js";
-import { distillBatch, lmBatch as randomBatch, randomModel as randomStored } from "../support/random-model.js";
+import { distillBatch, lmBatch as randomBatch, randomModel as randomStored, rng } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -110,4 +110,24 @@ describe("the distill loss: generated CPU kernels agree with the reference inter
       cpu.close();
     }
   }, 120_000);
+});
+
+describe("the mse loss of models/bench/matmul.qzo: generated CPU kernels agree with the reference interpreter", () => {
+  it.each([["fused", false], ["unfused", true]] as const)("%s", (_name, unfused) => {
+    const r0 = checkFile(`${root}models/bench/matmul.qzo`, { k: 96, n: 40 });
+    expect(r0.diagnostics.map((d) => d.message)).toEqual([]);
+    const m = r0.modules[0]!;
+    const model = randomModel(m, 13);
+    const cpu = createKernelBackend(model, "cpu", { loss: "l2", threads: 2, pipeline: unfused ? "unfused" : "fused" });
+    try {
+      const r = rng(3);
+      const floats = (n: number) => Float32Array.from({ length: n }, () => 2 * r() - 1);
+      const batch: Batch = { x: { shape: [1, 5, 96], data: floats(5 * 96) }, y: { shape: [1, 5, 40], data: floats(5 * 40) } };
+      expect(rel(cpu.loss(batch), runGraph(m, "l2", batch, model.weights).data[0]!)).toBeLessThan(1e-5);
+      const p: Perturbation = { seedLo: 0x31, seedHi: 0x41, sign: -1, eps: 1e-2, epsMode: "relative", dist: "gaussian" };
+      expect(rel(cpu.loss(batch, p), runGraph(m, "l2", batch, model.weights, p).data[0]!)).toBeLessThan(1e-5);
+    } finally {
+      cpu.close();
+    }
+  }, 60_000);
 });

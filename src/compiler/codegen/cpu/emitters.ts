@@ -114,5 +114,8 @@ export const CPU_EMITTERS: Emitters<CpuContext> = {
   },
   softmax: null,
   candidate_ce: null,
-  mse: null,
+  mse: (k, c) =>
+    c.target.render("mse", {
+      comment: c.comment(k), E: c.elems(c.p.buffers[k.pred.buffer]!), pred: c.buf(k.pred, "the prediction"), target: c.buf(k.target, "the target"), out: c.bufVar(k.out),
+    }),
 };
