@@ -17,16 +17,17 @@
  * Each variant runs in its own child process (node --expose-gc ... --variant V), which prints one
  * JSON line prefixed with MARK on stdout; memory is that child's peak RSS.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { createKernelBackend, type KernelBackend } from "../src/runtime/backends/kernel-backend.js";
-import type { Batch } from "../src/runtime/backends/backend.js";
+import { createKernelBackend } from "../src/runtime/backends/kernel-backend.js";
 import { packageRoot } from "../src/util/package-root.js";
-import { timeLlamaCppForward, type LlamaCppResult } from "./llama-cpp.js";
+import { timeLlamaCppForward, type LlamaCppResult } from "../src/runtime/bench/llama-cpp.js";
+import { machineInfo, roundLoad } from "../src/runtime/bench/machine.js";
+import { fusedStep, median, STEP, unfusedStep, type StepOut } from "../src/runtime/bench/step.js";
 import {
   type BenchModelDef,
   type ModelName,
@@ -40,19 +41,10 @@ import {
   weightSizes,
   type WeightSizes,
 } from "./models.js";
-import { lmBatch } from "../test/support/random-model.js";
+import { lmBatch } from "../src/runtime/bench/random-model.js";
 
 const MARK = "@@QZO-BENCH@@ ";
 
-/** The step's hyperparameters. Absolute eps for both variants (see README: why). */
-const EPS = 1e-3;
-const LR = 1e-7;
-const CLIP = 100;
-const FLOOR = 1e-7;
-/** The fused step is also timed with the relative perturbation (eps 1e-2 * |s|), the project's recommended mode. */
-const REL_EPS = 1e-2;
-const REL_LR = 1e-3;
-const SEED_HI = 0x5eed;
 const seedOf = (i: number) => 1000 + i;
 
 type Variant = "baseline" | "fused" | "unfused" | "forward";
@@ -111,13 +103,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-const median = (xs: number[]) => {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-};
-
 // ---------------------------------------------------------------- memory (child side)
 
 function procStatusKB(field: string): number | null {
@@ -142,52 +127,6 @@ function resetPeak(): { rssKB: number | null; reset: boolean } {
     reset = false;
   }
   return { rssKB: procStatusKB("VmRSS"), reset };
-}
-
-// ---------------------------------------------------------------- the two steps
-
-interface StepOut {
-  lp: number;
-  lm: number;
-  d: number;
-}
-
-const clip = (d: number) => Math.min(Math.max(d, -CLIP), CLIP);
-
-/** FUSED: L(S + eps z), L(S - eps z) computed with the perturbation inside the kernels, then one update kernel. */
-function fusedStep(be: KernelBackend, batch: Batch, seed: number, mode: "absolute" | "relative"): StepOut {
-  const eps = mode === "absolute" ? EPS : REL_EPS;
-  const p = { seedLo: seed, seedHi: SEED_HI, eps, epsMode: mode, dist: "gaussian" } as const;
-  const lp = be.loss(batch, { ...p, sign: 1 });
-  const lm = be.loss(batch, { ...p, sign: -1 });
-  const d = clip((lp - lm) / (2 * eps));
-  be.update({ seedLo: seed, seedHi: SEED_HI, d, lr: mode === "absolute" ? LR : REL_LR, epsMode: mode, dist: "gaussian", floor: FLOOR });
-  return { lp, lm, d };
-}
-
-/**
- * UNFUSED (the reference implementations' way): the scales are mutated in place by separate sweeps,
- * each regenerating z from the seed. `update` computes s <- s - lr*d*z, so (absolute mode, floor off):
- *   d = -1, lr = eps  : s <- s + eps*z      (perturb +)
- *   loss
- *   d = +2, lr = eps  : s <- s - 2*eps*z    (perturb -)
- *   loss
- *   d = -1, lr = eps  : s <- s + eps*z      (restore)
- *   d = d,  lr = LR   : s <- s - LR*d*z     (the update sweep, with the floor)
- * Each sweep rounds to fp32, so the restored scales are close to, not bit-identical with, the originals
- * (measured: `restore` in the child's JSON). The losses run the unfused kernels with no perturbation.
- */
-function unfusedStep(be: KernelBackend, batch: Batch, seed: number, afterRestore?: () => void): StepOut {
-  const sweep = (d: number, lr: number, floor: number) => be.update({ seedLo: seed, seedHi: SEED_HI, d, lr, epsMode: "absolute", dist: "gaussian", floor });
-  sweep(-1, EPS, 0);
-  const lp = be.loss(batch);
-  sweep(2, EPS, 0);
-  const lm = be.loss(batch);
-  sweep(-1, EPS, 0);
-  afterRestore?.();
-  const d = clip((lp - lm) / (2 * EPS));
-  sweep(d, LR, FLOOR);
-  return { lp, lm, d };
 }
 
 // ---------------------------------------------------------------- child
@@ -280,13 +219,13 @@ async function child(args: Args, def: BenchModelDef, variant: Variant): Promise<
       out.parts.lossMs.push(performance.now() - s);
       s = performance.now();
       if (variant === "fused") {
-        be.loss(batch, { seedLo: seedOf(200 + i), seedHi: SEED_HI, sign: 1, eps: EPS, epsMode: "absolute", dist: "gaussian" });
+        be.loss(batch, { seedLo: seedOf(200 + i), seedHi: STEP.seedHi, sign: 1, eps: STEP.eps, epsMode: "absolute", dist: "gaussian" });
         out.parts.perturbedLossMs!.push(performance.now() - s);
       } else {
         // +eps z then -eps z: two sweeps, the scales end where they were (to fp32 rounding).
-        be.update({ seedLo: seedOf(200 + i), seedHi: SEED_HI, d: -1, lr: EPS, epsMode: "absolute", dist: "gaussian", floor: 0 });
+        be.update({ seedLo: seedOf(200 + i), seedHi: STEP.seedHi, d: -1, lr: STEP.eps, epsMode: "absolute", dist: "gaussian", floor: 0 });
         out.parts.sweepMs!.push(performance.now() - s);
-        be.update({ seedLo: seedOf(200 + i), seedHi: SEED_HI, d: 1, lr: EPS, epsMode: "absolute", dist: "gaussian", floor: 0 });
+        be.update({ seedLo: seedOf(200 + i), seedHi: STEP.seedHi, d: 1, lr: STEP.eps, epsMode: "absolute", dist: "gaussian", floor: 0 });
       }
     }
     if (variant === "fused") {
@@ -331,27 +270,6 @@ function runChild(args: Args, model: ModelName, variant: Variant): ChildResult {
   if (r.status !== 0 || !line) throw new Error(`child ${model}/${variant} failed (exit ${r.status}, signal ${r.signal}): ${(r.stdout ?? "").slice(-2000)}`);
   process.stderr.write(` ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   return JSON.parse(line.slice(MARK.length)) as ChildResult;
-}
-
-function machine() {
-  let gxx = "unknown";
-  try {
-    gxx = execFileSync(process.env["CXX"] ?? "g++", ["--version"], { encoding: "utf8" }).split("\n")[0] ?? "unknown";
-  } catch {
-    /* no compiler: the backend would have failed anyway */
-  }
-  const c = cpus();
-  return {
-    cpu: c[0]?.model ?? "unknown",
-    cores: c.length,
-    availableParallelism: availableParallelism(),
-    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    gxx,
-    platform: `${process.platform}-${process.arch}`,
-    date: new Date().toISOString(),
-    loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
-  };
 }
 
 interface ModelReport {
@@ -451,7 +369,7 @@ function benchModel(args: Args, def: BenchModelDef): ModelReport {
 const fmtMs = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 2 : 1)} ms`);
 const fmtInt = (x: number) => x.toLocaleString("en-US");
 
-function markdown(results: { machine: ReturnType<typeof machine>; models: ModelReport[]; settings: Record<string, unknown> }): string {
+function markdown(results: { machine: ReturnType<typeof machineInfo>; models: ModelReport[]; settings: Record<string, unknown> }): string {
   const mc = results.machine;
   const L: string[] = [];
   L.push(`# QZO step benchmark, CPU backend (${mc.date.slice(0, 10)})`, "");
@@ -531,12 +449,12 @@ async function main(): Promise<void> {
     process.stdout.write(`${MARK}${JSON.stringify(res)}\n`);
     return;
   }
-  const mc = machine();
+  const mc = machineInfo();
   process.stderr.write(`QZO step benchmark on ${mc.cpu} (${mc.cores} cores), QZO step threads ${args.threads}, forward threads ${args.fwdThreads}\n`);
   const models: ModelReport[] = [];
   for (const d of defs) models.push(benchModel(args, d));
-  const machineOut = { ...mc, loadavgAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) };
-  const settings = { eps: EPS, epsMode: "absolute", lr: LR, clip: CLIP, floor: FLOOR, relativeEps: REL_EPS, relativeLr: REL_LR, dist: "gaussian", threads: args.threads, fwdThreads: args.fwdThreads, fwdReps: args.fwdReps };
+  const machineOut = { ...mc, loadavgAtEnd: roundLoad() };
+  const settings = { eps: STEP.eps, epsMode: "absolute", lr: STEP.lr, clip: STEP.clip, floor: STEP.floor, relativeEps: STEP.relEps, relativeLr: STEP.relLr, dist: "gaussian", threads: args.threads, fwdThreads: args.fwdThreads, fwdReps: args.fwdReps };
   const results = { machine: machineOut, settings, models };
   const md = markdown(results);
   process.stdout.write(md);

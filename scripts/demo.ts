@@ -68,6 +68,7 @@ async function main(): Promise<void> {
   await execa("node", [qzo, "distill", "--model", F32, "--data", TRAIN, "--out", targets], { stdio: "inherit" });
   await execa("node", [qzo, "train", "--model", Q4, "--data", targets, "--out", out, ...extra], { stdio: "inherit" });
   const seconds = (Date.now() - t0) / 1000;
+  await execa("node", [qzo, "report", out], { stdio: "inherit" });
   const tuned = await evalLoss(join(out, "model.gguf"));
   const recovered = (q4.loss - tuned.loss) / (q4.loss - f32.loss);
   console.log(`held-out loss after ${seconds.toFixed(0)} s of distillation and training: ${tuned.loss.toFixed(4)} nats/token; recovered ${(100 * recovered).toFixed(1)}% of the Q4_0-to-F32 gap`);

@@ -14,6 +14,7 @@
  * continues the run).
  */
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { loadDataset } from "../runtime/data/dataset.js";
 import { teacherTargets, tokenizerSha256, writeDistillData } from "../runtime/data/distill.js";
@@ -23,6 +24,9 @@ import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.
 import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
 import { DEFAULT_SEQ_LEN, lossFor, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
 import { scoreDataset } from "../runtime/train/trainer.js";
+import { CHART_FILE, writeLossChart, writeReport } from "../runtime/report/run-report.js";
+import { runBench, type BenchDevice } from "../runtime/bench/suite.js";
+import { formatBench, recordBench } from "../runtime/bench/table.js";
 import { generate } from "../runtime/infer/generate.js";
 import { perplexity } from "../runtime/infer/perplexity.js";
 import { bindModel } from "../runtime/load/bind.js";
@@ -141,6 +145,15 @@ interface TrainCliOpts extends ModelOpts {
   evalEvery?: number;
   seed?: bigint;
   seqLen?: number;
+  reference: Record<string, number>;
+}
+
+/** Parses repeated `--reference label=loss`. */
+function collectReference(value: string, prev: Record<string, number>): Record<string, number> {
+  const m = /^([^=]+)=(.+)$/.exec(value);
+  const v = m ? Number(m[2]) : Number.NaN;
+  if (!m || !Number.isFinite(v)) throw new InvalidArgumentError(`expected label=loss with a finite loss, found '${value}'`);
+  return { ...prev, [m[1]!]: v };
 }
 
 modelOptions(program.command("train").description("fine-tune the quantization scales with QZO (zeroth-order, two forward passes per step)"))
@@ -164,6 +177,7 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--eval-every <n>", "evaluate and checkpoint every N steps (0: only at the end)", number("int", 0))
   .option("--seed <s>", "run seed (u64, decimal or 0x hex)", seedArg)
   .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
+  .option("--reference <label=loss>", "a known loss to draw in loss.svg and the report (repeatable), e.g. f32=1.2020", collectReference, {})
   .action(async (o: TrainCliOpts) => {
     if (o.relativeEps && o.absoluteEps) throw new QzoError("--relative-eps and --absolute-eps exclude each other", 2);
     const r = await runTraining({
@@ -194,9 +208,51 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
       },
       ...(o.seqLen !== undefined ? { seqLen: o.seqLen } : {}),
       command: ["qzo", ...process.argv.slice(2)],
-      log: (line: string) => process.stderr.write(line + "\n"),
+      handleSignals: true,
+      references: o.reference,
     });
     process.exitCode = r.exitCode;
+  });
+
+program
+  .command("report")
+  .description("write a run's loss chart and a self-contained HTML page of its settings, curves and results")
+  .argument("<run-dir>", "a qzo train run directory")
+  .option("--out <file>", "the page (default RUN_DIR/report.html)")
+  .action((runDir: string, o: { out?: string }) => {
+    writeLossChart(runDir);
+    const page = writeReport(runDir, ...(o.out ? [o.out] : []));
+    process.stderr.write(`qzo report: wrote ${page} and ${join(runDir, CHART_FILE)}\n`);
+  });
+
+program
+  .command("bench")
+  .description("time the fused kernels against the unfused baseline and the device's measured roofline; on CPU also a 512-token forward against llama.cpp")
+  .addOption(new Option("--device <device>", "the device to measure").choices(["cpu", "cuda"]).default("cpu"))
+  .option("--model <path>", "the QZO step's model file (default: the bundled stories260K Q4_0 GGUF)")
+  .option("--spec <file>", "the QZO step's spec (with --model: how to read it; alone: random weights at its config)")
+  .option("--set <key=value>", "override a config entry of the step's spec (repeatable)", collectSet, {})
+  .option("--steps <n>", "timed QZO steps per variant", number("int", 1, MAX_COUNT), 5)
+  .option("--threads <n>", "CPU threads (default: all cores)", number("int", 1, 1024))
+  .option("--no-forward", "skip the forward comparison with llama.cpp")
+  .option("--quick", "small sizes everywhere: a smoke test in seconds, not a measurement")
+  .option("--json", "print the report as one JSON object")
+  .option("--record <dir>", "also write the report to DIR/<device>-<date>.json and .txt")
+  .action(async (o: { device: BenchDevice; model?: string; spec?: string; set: Record<string, string>; steps: number; threads?: number; forward: boolean; quick?: boolean; json?: boolean; record?: string }) => {
+    const report = await runBench({
+      device: o.device,
+      ...(o.threads ? { threads: o.threads } : {}),
+      ...(o.model ? { model: o.model } : {}),
+      ...(o.spec ? { spec: o.spec } : {}),
+      set: o.set,
+      steps: o.steps,
+      quick: o.quick ?? false,
+      noForward: !o.forward,
+      log: (line) => process.stderr.write(`qzo bench: ${line}\n`),
+    });
+    const text = formatBench(report);
+    process.stdout.write(o.json ? JSON.stringify(report) + "\n" : text);
+    if (o.record) process.stderr.write(`qzo bench: wrote ${recordBench(o.record, report, text).join(" and ")}\n`);
   });
 
 modelOptions(program.command("distill").description("write a teacher model's top-K next-token distributions over language-modelling data (the data of the distill loss)"))

@@ -70,7 +70,7 @@ interface NativeAddon {
 }
 
 export const ADDON_FILE = "qzo_native.node";
-const NOT_BUILT = "qzo: the native addon is not built (run npm ci or npm run build:native)";
+const NOT_BUILT = "qzo: the native addon is not built (in a clone of qzo: npm ci or npm run build:native; where qzo is a dependency: npm rebuild qzo)";
 
 /** Where the addon is (or would be) built: <package root>/build/Release/qzo_native.node. */
 export function nativeAddonPath(root: string = packageRoot()): string {

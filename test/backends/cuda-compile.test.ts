@@ -22,6 +22,7 @@ import { cudaAvailable } from "../../src/runtime/backends/cuda-device.js";
 import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
 import { openKernelLibrary } from "../../src/native/index.js";
 import { QzoError } from "../../src/util/errors.js";
+import { buildCudaProbe } from "../../src/runtime/bench/roofline.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -138,6 +139,25 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
     const msg = cudaErrorLine("/tmp/x/kernels.cu(12): error: identifier \"foo\" is undefined\n", "/tmp/x/kernels.cu");
     expect(msg).toBe('the generated CUDA did not compile: /tmp/x/kernels.cu:12: identifier "foo" is undefined');
   });
+});
+
+describe.skipIf(!nvcc)("the benchmark's CUDA code compiles", () => {
+  it("the one-linear spec with its mse loss, fused and unfused (sm_90a object)", async () => {
+    for (const pipeline of ["fused", "unfused"] as const) {
+      const r = checkFile(`${root}models/bench/matmul.qzo`, { k: 256, n: 128 });
+      expect(r.diagnostics.map((d) => d.message)).toEqual([]);
+      const gen = TARGETS.cuda.generate(compileModule(r.modules[0]!, { graphs: ["l2"], pipeline }));
+      expect(gen.files[0]!.text).toMatch(/qzo::mse_partial<<</);
+      const built = await buildCudaLibraryAsync(gen, { archs: ["90a"], objectOnly: true });
+      expect(built.path).toMatch(/\.o$/);
+    }
+  }, 300_000);
+
+  it("the roofline probe (triad, fp32 FMA and mma.sync peaks) links as a library", () => {
+    const built = buildCudaProbe({ archs: ["90a"], keep: true });
+    const ptx = readdirSync(join(built.path, "..")).filter((f) => f.endsWith(".ptx"));
+    expect(ptx.map((f) => readFileSync(join(built.path, "..", f), "utf8")).join("\n")).toMatch(/mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32/);
+  }, 120_000);
 });
 
 describe("generated CUDA, without nvcc", () => {

@@ -299,7 +299,7 @@ describe("native addon", () => {
     try {
       expect(nativeAddonBuilt(root)).toBe(false);
       expect(qzoError(() => loadNativeAddon(root)).message).toBe(
-        "qzo: the native addon is not built (run npm ci or npm run build:native)",
+        "qzo: the native addon is not built (in a clone of qzo: npm ci or npm run build:native; where qzo is a dependency: npm rebuild qzo)",
       );
     } finally {
       rmSync(root, { recursive: true, force: true });

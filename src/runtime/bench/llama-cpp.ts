@@ -1,7 +1,8 @@
 /**
- * llama.cpp forward throughput for the benchmark, through node-llama-cpp (a
- * devDependency): the prebuilt linux-x64 CPU binary only (never downloaded or
- * built here, no GPU). The model is loaded once with one context whose batch
+ * llama.cpp forward throughput for the benchmarks, through node-llama-cpp (an
+ * optional package: a development dependency of qzo, absent from an installed
+ * qzo unless the user adds it): the prebuilt linux-x64 CPU binary only (never
+ * downloaded or built here, no GPU). The model is loaded once with one context whose batch
  * holds the whole sequence, warmed up, and then only the evaluation of the
  * sequence in one batch is timed (the KV cache is cleared, untimed, before
  * each evaluation).
@@ -35,7 +36,7 @@ export async function timeLlamaCppForward(gguf: string, tokens: readonly number[
   try {
     lib = await import("node-llama-cpp");
   } catch (err) {
-    return { available: false, reason: `cannot import node-llama-cpp: ${message(err)}` };
+    return { available: false, reason: `node-llama-cpp is not installed (npm install node-llama-cpp to compare with llama.cpp): ${message(err)}` };
   }
   // This llama.cpp build aborts the whole process (uncaught std::out_of_range in byte_to_token) on a
   // SentencePiece vocabulary without the 256 byte-fallback tokens: refuse such a file instead.

@@ -17,6 +17,8 @@ import { exportModel } from "../export/export.js";
 import { bindModel } from "../load/bind.js";
 import { modelTokenizer } from "../load/tokenizer.js";
 import { loadScalesCheckpoint, modelSha256 } from "./checkpoint.js";
+import { writeLossChart } from "../report/run-report.js";
+import type { ProgressState } from "./progress.js";
 import { RUN_FILE, openRunDir } from "./run-dir.js";
 import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, subset, train, type TrainData, type TrainHyper } from "./trainer.js";
 
@@ -89,13 +91,29 @@ export interface TrainRunOptions {
   seqLen?: number;
   /** The command line, recorded in run.json. */
   command: string[];
-  /** Progress and status lines. */
-  log(line: string): void;
+  /** Status lines (default: stderr). */
+  log?(line: string): void;
+  /** Called after every step with the progress so far. */
+  onProgress?(s: ProgressState): void;
+  /** Aborting it finishes the current step, saves, and ends the run like Ctrl-C (exit code 130). */
+  signal?: AbortSignal;
+  /** Handle SIGINT and SIGTERM like an abort (the command line does; a library caller decides). */
+  handleSignals?: boolean;
+  /** Draw the progress line on stderr (default true). */
+  progress?: boolean;
+  /** Known losses to draw beside the run's (e.g. the unquantized model's), by label. */
+  references?: Record<string, number>;
 }
 
 export interface TrainRunResult {
-  /** 0: done; 130: stopped by a signal after saving. A diverged run is an error (exit 1). */
+  /** 0: done; 130: stopped (a signal or an abort) after saving. A diverged run is an error (exit 1). */
   exitCode: 0 | 130;
+  /** Steps completed. */
+  step: number;
+  best?: { step: number; evalLoss: number };
+  lastEval?: number;
+  /** The exported model (a finished run). */
+  exported?: string;
 }
 
 /** A run whose share of skipped directions (non-finite losses) is above this has diverged. */
@@ -149,7 +167,8 @@ function splitData(o: TrainRunOptions, ds: Dataset, load: (file: string) => Data
   return { train: subset(all, 0, n - held), eval: subset(all, n - held, n), what: `the last ${held} of ${n} examples of ${o.data}` };
 }
 
-export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
+export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
+  const o = { ...opts, log: opts.log ?? ((line: string) => process.stderr.write(line + "\n")) };
   const dir = openRunDir(o.out, o.resume);
   try {
     for (const note of dir.notes) o.log(`qzo train: ${note}`);
@@ -159,7 +178,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   }
 }
 
-async function runIn(o: TrainRunOptions): Promise<TrainRunResult> {
+async function runIn(o: TrainRunOptions & { log(line: string): void }): Promise<TrainRunResult> {
   const runDir = o.out;
   const scalesPath = join(runDir, SCALES_FILE);
   const runJsonPath = join(runDir, RUN_FILE);
@@ -189,6 +208,7 @@ async function runIn(o: TrainRunOptions): Promise<TrainRunResult> {
     data: o.data,
     eval: o.eval ?? null,
     dataSha256,
+    ...(o.references && Object.keys(o.references).length ? { references: o.references } : {}),
     heldOut: o.eval ? null : data.eval ? data.eval.size : 0,
     seqLen: ds.kind === "distill" ? ds.seqLen : seqLen,
     loss: lossName,
@@ -210,8 +230,10 @@ async function runIn(o: TrainRunOptions): Promise<TrainRunResult> {
     stop = true;
     o.log(`\nqzo train: ${signal === "SIGINT" ? "interrupted" : "terminated"}: finishing the current step and saving (${signal === "SIGINT" ? "Ctrl-C" : "the signal"} again to quit now)`);
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  if (o.handleSignals) {
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  }
   let r;
   try {
     r = await train({
@@ -222,7 +244,9 @@ async function runIn(o: TrainRunOptions): Promise<TrainRunResult> {
       runDir,
       model: { path: o.model, sha256: sha, spec: bound.spec },
       resume: o.resume,
-      shouldStop: () => stop,
+      shouldStop: () => stop || o.signal?.aborted === true,
+      ...(o.progress === false ? { progress: false as const } : {}),
+      ...(o.onProgress ? { onStep: o.onProgress } : {}),
     });
   } finally {
     process.off("SIGINT", onSignal);
@@ -232,21 +256,24 @@ async function runIn(o: TrainRunOptions): Promise<TrainRunResult> {
   const tried = (r.step - r.startStep) * hp.directions;
   if (tried > 0 && r.skipped > MAX_SKIPPED * tried) {
     writeRun({ status: "diverged", result });
+    writeLossChart(runDir);
     throw new QzoError(
       `${runDir}: ${r.skipped} of ${tried} directions were skipped because a loss was not finite: the run diverged and is not exported (lower --lr or --eps; the checkpoints are kept)`,
     );
   }
   if (r.stopped) {
     writeRun({ status: "interrupted", result });
+    writeLossChart(runDir);
     o.log(`qzo train: stopped after step ${r.step}; ${scalesPath} saved; continue with --resume`);
-    return { exitCode: 130 };
+    return { exitCode: 130, step: r.step, ...(r.best ? { best: r.best } : {}), ...(r.lastEval !== undefined ? { lastEval: r.lastEval } : {}) };
   }
   const fromBest = data.eval !== undefined && r.best !== undefined;
   const values = fromBest ? loadScalesCheckpoint(join(runDir, BEST_FILE), { trainables: backend.trainables, modelSha256: sha }).values : backend.values();
   const out = exportPath(runDir, o.model);
   exportModel(bound, backend.trainables, values, out);
   writeRun({ status: "done", result, exported: out, exportedFrom: fromBest ? BEST_FILE : SCALES_FILE });
+  writeLossChart(runDir);
   const bestText = r.best ? `, best eval ${r.best.evalLoss.toFixed(4)} at step ${r.best.step}` : "";
   o.log(`qzo train: ${r.step} steps${bestText}; wrote ${out} (from ${fromBest ? BEST_FILE : "the final scales"})`);
-  return { exitCode: 0 };
+  return { exitCode: 0, step: r.step, ...(r.best ? { best: r.best } : {}), ...(r.lastEval !== undefined ? { lastEval: r.lastEval } : {}), exported: out };
 }

@@ -38,7 +38,7 @@ import { splitSeed, stepSeedPair, type ZDistribution } from "../rng/direction.js
 import { batchOrder, datasetSize, makeBatch, type Dataset } from "../data/dataset.js";
 import type { Backend, Batch } from "../backends/backend.js";
 import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
-import { Progress } from "./progress.js";
+import { Progress, type ProgressState } from "./progress.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
 
 /** Training examples addressed by index. */
@@ -96,6 +96,8 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
   /** Progress display; false for none. */
   progress?: Progress | false;
+  /** Called after every step (and the first evaluation) with the progress so far. */
+  onStep?: (s: ProgressState) => void;
   /** Yield to the event loop between steps (so signals are seen); default true. */
   yieldEachStep?: boolean;
 }
@@ -427,6 +429,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   const log = (r: object) => appendFileSync(logPath, JSON.stringify(r) + "\n");
   const progress = o.progress === false ? undefined : (o.progress ?? new Progress({ steps: hp.steps, firstStep: start }));
+  const report = (s: ProgressState): void => void (progress?.update(s), o.onStep?.(s));
 
   const runEval = (step: number): void => {
     if (!o.eval) return;
@@ -441,7 +444,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   if (!o.resume && o.eval) {
     runEval(0);
-    progress?.update({ step: 0, steps: hp.steps, ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) });
+    report({ step: 0, steps: hp.steps, ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) });
   }
 
   const schedule = { kind: hp.schedule, lr: hp.lr, steps: hp.steps, warmup: hp.warmup };
@@ -510,7 +513,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     }
     let mean = 0;
     for (let k = 0; k < K; k++) mean += (lp[k]! + lm[k]!) / 2;
-    progress?.update({ step, steps: hp.steps, loss: mean / K, ...(evalNow !== undefined ? { evalLoss: evalNow } : {}) });
+    report({ step, steps: hp.steps, loss: mean / K, ...(evalNow !== undefined ? { evalLoss: evalNow } : {}) });
     if (o.yieldEachStep !== false) await tick();
   }
   if (lastSaved !== step) save(scalesPath, step);

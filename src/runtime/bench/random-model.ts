@@ -1,0 +1,54 @@
+/**
+ * Seeded random inputs for the benchmarks (and the tests): a small generator, models of any spec
+ * and config with random weights (quantized ones through RTN), and language-model batches.
+ */
+import type { ModuleIR } from "../../compiler/ir/ir.js";
+import { configInts, evalConcrete, formatOf, paramLayers } from "../../compiler/ir/queries.js";
+import type { StoredModel } from "../backends/kernel-args.js";
+import type { StoredWeight } from "../load/bind.js";
+import { quantizeRTN } from "../quant/quantize.js";
+import type { Batch } from "../backends/backend.js";
+
+/** mulberry32: a small seeded generator in [0, 1). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A model with random weights: norms near 1; other weights uniform in [-0.1, 0.1), or with
+ * `fanIn` uniform with standard deviation 1/sqrt(fan-in) for matrices (activations stay finite
+ * through many layers); quantized parameters are RTN-quantized into their format.
+ */
+export function randomModel(m: ModuleIR, seed: number, opts: { fanIn?: boolean } = {}): StoredModel {
+  const r = rng(seed);
+  const ints = configInts(m);
+  const stored = new Map<string, StoredWeight>();
+  for (const p of m.params) {
+    const shape = p.type.shape.map((d) => evalConcrete(d, ints));
+    const n = shape.reduce((a, b) => a * b, 1);
+    const amp = shape.length === 2 ? Math.sqrt(3 / shape[1]!) : 0.1;
+    for (const layer of paramLayers(p, ints)) {
+      const norm = shape.length === 1 && /norm|ln|_w$/.test(p.name);
+      const w = Float32Array.from({ length: n }, () => (norm ? 1 + 0.1 * (r() - 0.5) : opts.fanIn ? amp * (2 * r() - 1) : 0.2 * (r() - 0.5)));
+      const f = formatOf(m, p);
+      const key = `${p.name}#${layer ?? ""}`;
+      stored.set(key, f ? { kind: "quant", packed: quantizeRTN(f, shape[0]!, shape[1]!, w), tensor: key } : { kind: "float", shape, data: w, tensor: key });
+    }
+  }
+  return { module: m, stored: (param, layer) => stored.get(`${param}#${layer ?? ""}`)! };
+}
+
+/** B x T random tokens; the mask is 0 at the first position of each row and, with probability `maskDrop`, elsewhere. */
+export function lmBatch(seed: number, B: number, T: number, vocab: number, maskDrop = 0): Batch {
+  const r = rng(seed);
+  const tokens = Int32Array.from({ length: B * T }, () => Math.floor(r() * vocab));
+  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T === 0 || (maskDrop > 0 && r() < maskDrop) ? 0 : 1));
+  return { tokens: { shape: [B, T], data: tokens }, mask: { shape: [B, T], data: mask } };
+}

@@ -1,0 +1,53 @@
+/**
+ * README.md as a user meets it after `npm ci`: every command of its Quick start runs as written
+ * (through npx, from the repository root, on the bundled model and data), and every command and
+ * flag its Commands section shows exists in that command's --help.
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+
+const root = new URL("../../", import.meta.url).pathname;
+const readme = readFileSync(join(root, "README.md"), "utf8");
+
+function section(title: string): string {
+  const s = readme.split(/^## /m).find((x) => x.startsWith(`${title}\n`));
+  if (!s) throw new Error(`README.md has no section '## ${title}'`);
+  return s;
+}
+
+/** The indented command lines of a section, comments after `#` dropped. */
+function commandLines(title: string, prefix: RegExp): string[] {
+  return section(title)
+    .split("\n")
+    .filter((l) => /^ {4}\S/.test(l))
+    .map((l) => l.trim().replace(/\s+#.*$/, ""))
+    .filter((l) => prefix.test(l));
+}
+
+const quickStart = commandLines("Quick start", /^npx /);
+const synopsis = commandLines("Commands", /^qzoc? /);
+
+describe("README.md", () => {
+  it("Quick start: every command runs as written", async () => {
+    expect(quickStart.length).toBeGreaterThanOrEqual(6);
+    const runDir = /--out (runs\/\S+)/.exec(quickStart.join("\n"))?.[1];
+    if (runDir) rmSync(join(root, runDir), { recursive: true, force: true });
+    try {
+      for (const cmd of quickStart) {
+        const r = await execa("bash", ["-c", cmd], { cwd: root, reject: false });
+        expect(r.exitCode, `${cmd}\n${r.stderr.slice(-2000)}`).toBe(0);
+      }
+    } finally {
+      if (runDir) rmSync(join(root, runDir), { recursive: true, force: true });
+    }
+  }, 600_000);
+
+  it.each(synopsis.map((l) => [l.split(/\s+/).slice(0, 2).join(" "), l]))("Commands: %s exists with the flags shown", async (name, line) => {
+    const [bin, command] = name.split(" ") as [string, string];
+    const r = await execa("npx", ["--no-install", bin, command, "--help"], { cwd: root, reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    for (const flag of line.match(/--[a-z][a-z-]*/g) ?? []) expect(r.stdout, `${name} ${flag}`).toContain(flag);
+  }, 60_000);
+});
