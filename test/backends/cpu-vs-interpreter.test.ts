@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import type { ModuleIR } from "../../src/compiler/ir/ir.js";
 import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
+import { UnsupportedError } from "../../src/util/errors.js";
 import { runGraph, type ParamValue, type Perturbation } from "../../src/runtime/interpret/interpreter.js";
 import { applyUpdate } from "../../src/runtime/interpret/update.js";
 import { unpack } from "../../src/runtime/quant/codec.js";
@@ -129,5 +130,20 @@ describe("the mse loss of models/bench/matmul.qzo: generated CPU kernels agree w
     } finally {
       cpu.close();
     }
+  }, 60_000);
+});
+
+describe("a spec that trains float weights (gpt2_tiny: its LayerNorm weights)", () => {
+  it("the CPU kernels evaluate it like the interpreter, but refuse to train it (they could not perturb those weights)", () => {
+    const { m, model, cpu, vocab } = setup("test/fixtures/specs/gpt2_tiny.qzo", {}, 17, "lm");
+    try {
+      const batch = lmBatch(4, 2, 16, vocab);
+      expect(rel(cpu.loss(batch), runGraph(m, "lm", batch, model.weights).data[0]!)).toBeLessThan(1e-5);
+    } finally {
+      cpu.close();
+    }
+    const refuse = () => createKernelBackend(model, "cpu", { loss: "lm", threads: 2, train: true });
+    expect(refuse).toThrow(UnsupportedError);
+    expect(refuse).toThrow(/gpt2_tiny\.qzo: the CPU kernels perturb scales and mins, not the trainable float weights of 'ln1_w'$/);
   }, 60_000);
 });

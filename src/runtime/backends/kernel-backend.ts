@@ -34,6 +34,12 @@ export interface KernelBackendOptions {
   loss: string;
   /** CPU threads (default: $QZO_THREADS, else all cores). */
   threads?: number;
+  /**
+   * The backend will run perturbed losses (training): refused, as UnsupportedError, for a spec that
+   * trains float weights (the kernels perturb scales and mins inside the readers, so such a
+   * weight would be read unperturbed and its training would silently do nothing).
+   */
+  train?: boolean;
   /** The pass pipeline ("unfused": the benchmarks' baseline). */
   pipeline?: PipelineName;
   /** CUDA build options (architectures, bf16 operands, tuning defines). */
@@ -65,6 +71,10 @@ export function createKernelBackend(bound: StoredModel, target: TargetName, opts
   }
   const graphs = [opts.loss, ...(m.graphs.some((g) => g.name === "forward") && opts.loss !== "forward" ? ["forward"] : [])];
   const artifact = compileModule(m, { graphs, pipeline: opts.pipeline ?? "fused" });
+  const floats = artifact.manifest.trainables.filter((x) => x.field === "weight");
+  if (opts.train && floats.length) {
+    throw new UnsupportedError(`${m.source}: the ${target.toUpperCase()} kernels perturb scales and mins, not the trainable float weights of '${floats[0]!.param}'`);
+  }
   const t = TARGETS[target];
   const missing = t.unsupported(artifact);
   if (missing.length) throw new UnsupportedError(`${m.source}: the ${target.toUpperCase()} code generator has no kernel for ${missing[0]}`);

@@ -26,15 +26,17 @@ export interface Selected {
   device: "cuda" | "cpu" | "interp";
 }
 
-export function selectBackend(bound: BoundModel, loss: string, device: Device): Selected {
+/** `train`: the backend will run perturbed losses (see KernelBackendOptions.train). */
+export function selectBackend(bound: BoundModel, loss: string, device: Device, opts: { train?: boolean } = {}): Selected {
+  const train = opts.train === true;
   if (device === "cuda" || (device === "auto" && cudaAvailable().ok)) {
-    const gpu = createKernelBackend(bound, "cuda", { loss });
+    const gpu = createKernelBackend(bound, "cuda", { loss, train });
     return { backend: gpu, forward: (t, b, s) => gpu.forward(t, b, s), device: "cuda" };
   }
   if (device === "cpu" || device === "auto") {
     try {
       if (!nativeAddonBuilt()) throw new UnsupportedError("the native addon is not built (run npm ci or npm run build:native)");
-      const cpu = createKernelBackend(bound, "cpu", { loss });
+      const cpu = createKernelBackend(bound, "cpu", { loss, train });
       return { backend: cpu, forward: (t, b, s) => cpu.forward(t, b, s), device: "cpu" };
     } catch (e) {
       if (device === "cpu" || !(e instanceof UnsupportedError)) throw e;

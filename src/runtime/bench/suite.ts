@@ -130,8 +130,8 @@ function benchMatmul(o: Required<Pick<BenchOptions, "device" | "quick">>, thread
   const spec = join(packageRoot(), "models", "bench", "matmul.qzo");
   const module = compileModule(spec, { k: String(size), n: String(size) });
   const model = randomModel(module, 11, { fanIn: true });
-  const fused = createKernelBackend(model, o.device, { loss: "l2", threads });
-  const unfused = createKernelBackend(model, o.device, { loss: "l2", threads, pipeline: "unfused" });
+  const fused = createKernelBackend(model, o.device, { loss: "l2", train: true, threads });
+  const unfused = createKernelBackend(model, o.device, { loss: "l2", train: true, threads, pipeline: "unfused" });
   const rows: MatmulRow[] = [];
   try {
     for (const m of ms) {
@@ -198,7 +198,7 @@ function benchStep(o: BenchOptions, threads: number, log: (s: string) => void): 
   const steps = o.steps ?? (o.quick ? 1 : 5);
   const batch = lmBatch(42, B, T, vocab);
   log(`QZO step of ${name}: fused`);
-  const fused = createKernelBackend(model, o.device, { loss: "lm", threads });
+  const fused = createKernelBackend(model, o.device, { loss: "lm", train: true, threads });
   let f;
   try {
     f = timeSteps((seed) => fusedStep(fused, batch, seed), steps);
@@ -206,7 +206,7 @@ function benchStep(o: BenchOptions, threads: number, log: (s: string) => void): 
     fused.close();
   }
   log(`QZO step of ${name}: unfused`);
-  const unfused = createKernelBackend(model, o.device, { loss: "lm", threads, pipeline: "unfused" });
+  const unfused = createKernelBackend(model, o.device, { loss: "lm", train: true, threads, pipeline: "unfused" });
   const trainable = unfused.values().reduce((a, v) => a + v.length, 0);
   let u;
   let restoreMaxRel = 0;

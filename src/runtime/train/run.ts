@@ -198,7 +198,7 @@ async function runIn(o: TrainRunOptions & { log(line: string): void }): Promise<
   checkResumeChanges(o, prevRun, dataSha256);
   const lossName = lossFor(m, ds);
   const hp = hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags);
-  const { backend, device } = selectBackend(bound, lossName, o.device);
+  const { backend, device } = selectBackend(bound, lossName, o.device, { train: true });
   o.log(`qzo: training on ${{ cuda: "the generated CUDA kernels", cpu: "the generated CPU kernels", interp: "the reference interpreter" }[device]}`);
   const sha = modelSha256(o.model);
   const runJson = {
