@@ -26,13 +26,15 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkFile } from "../src/compiler/check.js";
 import { packageRoot } from "../src/util/package-root.js";
-import { distillBatch, lmBatch, randomModel } from "../test/support/random-model.js";
+import { distillBatch } from "../test/support/random-model.js";
+import { SMALL, SPEC_CASES } from "../test/support/spec-cases.js";
+import { lmBatch, randomModel } from "../src/runtime/bench/random-model.js";
 import type { ModuleIR } from "../src/compiler/ir/ir.js";
 import { buildCudaLibraryAsync, nvccVersion } from "../src/compiler/build/build-cuda.js";
 import { TARGETS } from "../src/compiler/codegen/targets.js";
 import { kernelsOf } from "../src/compiler/kernels/kernel-ir.js";
 import type { PipelineName } from "../src/compiler/kernels/passes/index.js";
-import { compileModule } from "../src/compiler/pipeline.js";
+import { compileArtifact } from "../src/compiler/pipeline.js";
 import { cudaAvailable } from "../src/runtime/backends/cuda-device.js";
 import { weightArrays } from "../src/runtime/backends/kernel-args.js";
 import { createKernelBackend, type StoredModel } from "../src/runtime/backends/kernel-backend.js";
@@ -58,19 +60,9 @@ const skipTrain = args.includes("--skip-train");
 
 const b64 = (a: Float32Array | Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
 
-const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
-const CASES: [string, string, Record<string, string | number>, boolean?][] = [
-  ["llama-q4_0", "models/llama.qzo", { ...SMALL, weight: "q4_0" }],
-  // Unfused programs: plain matmul + unary silu + binary mul + next_token_ce, and the dequantize-then-multiply path.
-  ["llama-q4_0-unfused", "models/llama.qzo", { ...SMALL, weight: "q4_0" }, true],
-  ["llama-q8_0-embq4_0", "models/llama.qzo", { ...SMALL, weight: "q8_0", embed: "q4_0" }],
-  ["llama-q4_1", "models/llama.qzo", { ...SMALL, weight: "q4_1" }],
-  ["llama-gptq_int4", "models/llama.qzo", { ...SMALL, weight: "gptq_int4" }],
-  ["llama-nf4", "models/llama.qzo", { ...SMALL, weight: "nf4" }],
-  ["llama-f16-fallback", "models/llama.qzo", { ...SMALL, hidden: 172, weight: "q4_0" }],
-  ["opt-gptq_int4", "models/opt.qzo", { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 }],
-  ["tiny_q5", "test/fixtures/specs/tiny_q5.qzo", {}],
-];
+const CASES: [string, string, Record<string, string | number>, boolean?][] = SPEC_CASES.map((c): [string, string, Record<string, string | number>] => [c.id, c.spec, c.overrides]);
+// Unfused programs: plain matmul + unary silu + binary mul + next_token_ce, and the dequantize-then-multiply path.
+CASES.splice(1, 0, ["llama-q4_0-unfused", "models/llama.qzo", { ...SMALL, weight: "q4_0" }, true]);
 const SHAPES: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
 const MM_FORMATS = ["q4_0", "gptq_int4"];
 /** (QZO_PIPE_STAGES, QZO_PIPE_MIN_BLOCKS) of the timed mm_pipe variants; the default (4, 2) included. */
@@ -135,7 +127,7 @@ async function main(): Promise<void> {
     const m = check(spec, over);
     const graphs = ["lm", "distill", "forward"].filter((g) => m.graphs.some((x) => x.name === g));
     const pipeline: PipelineName = unfused ? "unfused" : "fused";
-    const artifact = compileModule(m, { graphs, pipeline });
+    const artifact = compileArtifact(m, { graphs, pipeline });
     const gen = TARGETS.cuda.generate(artifact);
     const model = randomModel(m, 7 + CASES.findIndex((c) => c[0] === name));
     const cpu = createKernelBackend(model, "cpu", { loss: "lm", threads: 2, pipeline });
@@ -194,7 +186,7 @@ async function main(): Promise<void> {
     mkdirSync(dir, { recursive: true });
     const bound = bindModel(gguf);
     const m = bound.module;
-    const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lm"] }));
+    const gen = TARGETS.cuda.generate(compileArtifact(m, { graphs: ["lm"] }));
     const cpu = createKernelBackend(bound, "cpu", { loss: "lm", threads: 2 });
     const vocab = m.config.find((c) => c.name === "vocab")!.value.value as number;
     const steps = quick ? 10 : 40;
@@ -251,7 +243,7 @@ async function main(): Promise<void> {
         const name = `${fmt}-${N}x${K}-${unfused ? "unfused" : "fused"}`;
         const dir = join(bundle, "matmul", name);
         mkdirSync(dir, { recursive: true });
-        const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lin"], pipeline: unfused ? "unfused" : "fused" }));
+        const gen = TARGETS.cuda.generate(compileArtifact(m, { graphs: ["lin"], pipeline: unfused ? "unfused" : "fused" }));
         writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
         (index["matmul"] as unknown[]).push({ name, dir: `matmul/${name}`, fmt, N, K, unfused });
         if (nvcc) jobs.push({ what: `matmul/${name}`, run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs: timeArch.length ? timeArch : archs }), dir) });
@@ -263,7 +255,7 @@ async function main(): Promise<void> {
   index["variants"] = [];
   for (const fmt of MM_FORMATS) {
     const m = check(join(tmpSpecDir, `mm_${fmt}_4096x4096.qzo`), {});
-    const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lin"] }));
+    const gen = TARGETS.cuda.generate(compileArtifact(m, { graphs: ["lin"] }));
     for (const [stages, minBlocks] of PIPE_VARIANTS) {
       const name = `${fmt}-4096x4096-s${stages}-b${minBlocks}`;
       const dir = join(bundle, "variants", name);
@@ -280,7 +272,7 @@ async function main(): Promise<void> {
     const dir = join(bundle, "step7b");
     mkdirSync(dir, { recursive: true });
     const m = check("models/llama.qzo", { weight: "gptq_int4", embed: "f32" });
-    const gen = TARGETS.cuda.generate(compileModule(m, { graphs: ["lm"] }));
+    const gen = TARGETS.cuda.generate(compileArtifact(m, { graphs: ["lm"] }));
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(gen.manifest));
     index["step7b"] = { dir: "step7b", B: 16, T: 256 };
     if (nvcc) jobs.push({ what: "step7b", run: async () => copyLib(await buildCudaLibraryAsync(gen, { archs: timeArch.length ? timeArch : archs }), dir) });

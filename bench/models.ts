@@ -15,7 +15,7 @@ import { configInts, evalConcrete, paramLayers } from "../src/compiler/ir/querie
 import type { StoredModel } from "../src/runtime/backends/kernel-backend.js";
 import { bindModel } from "../src/runtime/load/bind.js";
 import { packageRoot } from "../src/util/package-root.js";
-import { randomModel } from "../test/support/random-model.js";
+import { randomModel } from "../src/runtime/bench/random-model.js";
 
 export const MODEL_NAMES = ["stories260K", "babyllama", "synthetic"] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];

@@ -15,11 +15,11 @@ import { CompileError } from "./compiler/diagnostics.js";
 import type { Manifest } from "./compiler/abi.js";
 import type { BuiltLibrary } from "./compiler/build/build-cpu.js";
 import type { TargetName } from "./compiler/codegen/target.js";
-import { TARGETS } from "./compiler/codegen/targets.js";
+import { generateCode, TARGETS } from "./compiler/codegen/targets.js";
 import type { ModuleIR } from "./compiler/ir/ir.js";
 import type { ConfigOverrides } from "./compiler/sema/check.js";
 import { printKernels } from "./compiler/kernels/print.js";
-import { compileModule } from "./compiler/pipeline.js";
+import { compileArtifact, defaultGraphs } from "./compiler/pipeline.js";
 import type { Backend } from "./runtime/backends/backend.js";
 import { selectBackend, type Device } from "./runtime/backends/select.js";
 import { loadDataset } from "./runtime/data/dataset.js";
@@ -57,18 +57,15 @@ export function compileSpec(path: string, opts: { set?: ConfigOverrides; graphs?
   if (r.diagnostics.length) throw new CompileError(r.diagnostics);
   const m = r.modules[0];
   if (!m) throw new QzoError(`${path}: declares no model`);
-  const graphs = opts.graphs ?? [m.train.loss, "forward"].filter((g, i, a) => g && a.indexOf(g) === i && m.graphs.some((x) => x.name === g));
-  const artifact = compileModule(m, { graphs });
-  const target = TARGETS[opts.target ?? "cpu"];
-  const missing = target.unsupported(artifact);
-  if (missing.length) throw new QzoError(`${path}: the ${target.name} code generator has no kernel for ${missing[0]}`);
-  const code = target.generate(artifact);
+  const artifact = compileArtifact(m, { graphs: opts.graphs ?? defaultGraphs(m) });
+  const target = opts.target ?? "cpu";
+  const code = generateCode(artifact, target);
   return {
     module: m,
     kernels: Object.fromEntries(artifact.programs.map((p) => [p.graph, printKernels(p)])),
     source: code.files[0]!.text,
     manifest: code.manifest,
-    build: () => target.build(code),
+    build: () => TARGETS[target].build(code),
   };
 }
 
@@ -168,7 +165,7 @@ export function train(o: TrainOptions): Promise<TrainRunResult> {
     model: o.model,
     ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
     ...(o.spec ? { spec: o.spec } : {}),
-    set: Object.fromEntries(Object.entries(o.set ?? {}).map(([k, v]) => [k, String(v)])),
+    set: o.set ?? {},
     device: o.device ?? "auto",
     data: o.data,
     ...(o.eval ? { eval: o.eval } : {}),

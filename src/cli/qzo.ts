@@ -24,7 +24,7 @@ import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.
 import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
 import { DEFAULT_SEQ_LEN, lossFor, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
 import { scoreDataset } from "../runtime/train/trainer.js";
-import { CHART_FILE, writeLossChart, writeReport } from "../runtime/report/run-report.js";
+import { CHART_FILE, writeReport } from "../runtime/report/run-report.js";
 import { runBench, type BenchDevice } from "../runtime/bench/suite.js";
 import { formatBench, recordBench } from "../runtime/bench/table.js";
 import { generate } from "../runtime/infer/generate.js";
@@ -220,7 +220,6 @@ program
   .argument("<run-dir>", "a qzo train run directory")
   .option("--out <file>", "the page (default RUN_DIR/report.html)")
   .action((runDir: string, o: { out?: string }) => {
-    writeLossChart(runDir);
     const page = writeReport(runDir, ...(o.out ? [o.out] : []));
     process.stderr.write(`qzo report: wrote ${page} and ${join(runDir, CHART_FILE)}\n`);
   });

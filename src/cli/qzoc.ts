@@ -15,12 +15,12 @@ import { parseSource } from "../compiler/syntax/parse.js";
 import { prettyPrint } from "../compiler/syntax/pretty.js";
 import { astToJson } from "../compiler/syntax/ast-json.js";
 import type { TargetName } from "../compiler/codegen/target.js";
-import { TARGETS } from "../compiler/codegen/targets.js";
-import { compileModule } from "../compiler/pipeline.js";
+import { generateCode, TARGETS } from "../compiler/codegen/targets.js";
+import { compileArtifact, defaultGraphs } from "../compiler/pipeline.js";
 import { lowerToKernels } from "../compiler/kernels/lower.js";
 import { runPasses } from "../compiler/kernels/passes/index.js";
 import { printKernels } from "../compiler/kernels/print.js";
-import { QzoError } from "../util/errors.js";
+import { QzoError, UnsupportedError } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs-atomic.js";
 import { collectSet, runCli } from "./run-cli.js";
 
@@ -99,7 +99,7 @@ program
     if (stages.includes("kernels") || codeStages.length) {
       const m = r.modules[0];
       if (!m) throw new QzoError(`${file}: declares no model, so there are no kernels`);
-      const graphs = opts.graphs ? opts.graphs.split(",").map((g) => g.trim()) : [m.train.loss, "forward"].filter((g, i, a) => g && a.indexOf(g) === i && m.graphs.some((x) => x.name === g));
+      const graphs = opts.graphs ? opts.graphs.split(",").map((g) => g.trim()) : defaultGraphs(m);
       if (stages.includes("kernels")) {
         const text = graphs.map((g) => {
           const parts: string[] = [];
@@ -108,12 +108,16 @@ program
         });
         outputs.push({ stage: "kernels", file: `${name}.kernels.txt`, text: text.join("\n") });
       }
-      const artifact = codeStages.length ? compileModule(m, { graphs }) : undefined;
+      const artifact = codeStages.length ? compileArtifact(m, { graphs }) : undefined;
       for (const st of codeStages) {
         const target = TARGETS[STAGE_TARGET[st]!];
-        const missing = target.unsupported(artifact!);
-        if (missing.length) throw new QzoError(`${file}: the ${target.name} code generator has no kernel for ${missing[0]}; choose other --graphs`);
-        const code = target.generate(artifact!);
+        const code = (() => {
+          try {
+            return generateCode(artifact!, target.name);
+          } catch (e) {
+            throw e instanceof UnsupportedError ? new QzoError(`${e.message}; choose other --graphs`) : e;
+          }
+        })();
         const [program, ...headers] = code.files;
         outputs.push({ stage: st, file: `${name}.${st === "cuda" ? "cu" : "cpp"}`, text: program!.text });
         if (opts.out) {

@@ -12,6 +12,7 @@ import { readerOf, type ReaderIR } from "./codegen/readers.js";
 import type { ModuleIR } from "./ir/ir.js";
 import { moduleToJson } from "./ir/json.js";
 import { configInts, formatOf, paramOf, paramShape } from "./ir/queries.js";
+import { namesIn } from "./ir/int-expr.js";
 import { trainableManifest, trainableSize } from "./ir/trainables.js";
 import { kernelsOf, operandsOf, type KProgram } from "./kernels/kernel-ir.js";
 import { lowerToKernels } from "./kernels/lower.js";
@@ -35,7 +36,12 @@ export interface Artifact {
   manifest: Omit<Manifest, "target">;
 }
 
-export function compileModule(m: ModuleIR, opts: CompileOptions): Artifact {
+/** The graphs compiled by default: the spec's training loss and its forward graph, those it has. */
+export function defaultGraphs(m: ModuleIR): string[] {
+  return [m.train.loss, "forward"].filter((g, i, a) => g && a.indexOf(g) === i && m.graphs.some((x) => x.name === g));
+}
+
+export function compileArtifact(m: ModuleIR, opts: CompileOptions): Artifact {
   const pipeline = opts.pipeline ?? "fused";
   const programs = opts.graphs.map((g) => runPasses(lowerToKernels(m, g), pipeline));
   const weights = weightSlots(m);
@@ -84,7 +90,7 @@ function readersOf(m: ModuleIR, programs: readonly KProgram[]): Map<string, Read
 /** The free dimension names of a program's inputs (those that are not config entries), sorted. */
 export function freeDims(m: ModuleIR, p: KProgram): string[] {
   const ints = configInts(m);
-  const names = p.inputs.flatMap((b) => p.buffers[b]!.shape.flatMap((d) => d.match(/[A-Za-z_][A-Za-z0-9_]*/g) ?? []));
+  const names = p.inputs.flatMap((b) => p.buffers[b]!.shape.flatMap((d) => [...namesIn(d)]));
   return [...new Set(names.filter((n) => !ints.has(n)))].sort();
 }
 

@@ -16,6 +16,7 @@ import { runGraph, type ParamValue, type Perturbation } from "../../src/runtime/
 import { applyUpdate } from "../../src/runtime/interpret/update.js";
 import { unpack } from "../../src/runtime/quant/codec.js";
 import type { Batch } from "../../src/runtime/backends/backend.js";
+import { SMALL, SPEC_CASES } from "../support/spec-cases.js";
 import { distillBatch, lmBatch as randomBatch, randomModel as randomStored, rng } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -36,18 +37,9 @@ const lmBatch = (seed: number, B: number, T: number, vocab: number): Batch => ra
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-6);
 
-const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
 const cases: [string, string, Record<string, string | number>, boolean?][] = [
   ["llama q4_0, unfused baseline kernels", "models/llama.qzo", { ...SMALL, weight: "q4_0" }, true],
-  ["llama q4_0", "models/llama.qzo", { ...SMALL, weight: "q4_0" }],
-  ["llama q8_0 with a Q4_0 embedding table", "models/llama.qzo", { ...SMALL, weight: "q8_0", embed: "q4_0" }],
-  ["llama q4_1 (min)", "models/llama.qzo", { ...SMALL, weight: "q4_1" }],
-  ["llama gptq_int4 (zero-points, separate tensors)", "models/llama.qzo", { ...SMALL, weight: "gptq_int4" }],
-  ["llama nf4 (lookup table)", "models/llama.qzo", { ...SMALL, weight: "nf4" }],
-  ["llama f16 fallback for ffn_down", "models/llama.qzo", { ...SMALL, hidden: 172, weight: "q4_0" }],
-  ["opt gptq_int4 (LayerNorm, biases, learned positions, ReLU)", "models/opt.qzo", { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 }],
-  ["fixture-only q5_sym", "test/fixtures/specs/tiny_q5.qzo", {}],
-  ["fixture-only layouts: bf16 row scales, records along the rows with a min, packed signed zero-points", "test/fixtures/specs/tiny_layouts.qzo", {}],
+  ...SPEC_CASES.map((c): [string, string, Record<string, string | number>] => [c.name, c.spec, c.overrides]),
 ];
 
 /** The checked spec, a random model (seed) of it, its CPU backend for `loss`, and its vocabulary size. */

@@ -14,7 +14,7 @@ import { buildCudaLibraryAsync, cudaErrorLine, nvccVersion } from "../../src/com
 import type { BuiltLibrary } from "../../src/compiler/build/build-cpu.js";
 import { TARGETS } from "../../src/compiler/codegen/targets.js";
 import { configInts, evalConcrete, formatOf } from "../../src/compiler/ir/queries.js";
-import { compileModule } from "../../src/compiler/pipeline.js";
+import { compileArtifact } from "../../src/compiler/pipeline.js";
 import { kernelsOf } from "../../src/compiler/kernels/kernel-ir.js";
 import { unpackRaw } from "../../src/runtime/quant/codec.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
@@ -23,6 +23,7 @@ import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.j
 import { openKernelLibrary } from "../../src/native/index.js";
 import { QzoError } from "../../src/util/errors.js";
 import { buildCudaProbe } from "../../src/runtime/bench/roofline.js";
+import { SMALL, SPEC_CASES } from "../support/spec-cases.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -33,25 +34,14 @@ try {
   console.warn(`cuda-compile.test.ts skipped: ${(e as Error).message}`);
 }
 
-const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
-const cases: [string, string, Record<string, string | number>][] = [
-  ["llama q4_0", "models/llama.qzo", { ...SMALL, weight: "q4_0" }],
-  ["llama q8_0 with a Q4_0 embedding table", "models/llama.qzo", { ...SMALL, weight: "q8_0", embed: "q4_0" }],
-  ["llama q4_1 (min)", "models/llama.qzo", { ...SMALL, weight: "q4_1" }],
-  ["llama gptq_int4 (zero-points, separate tensors)", "models/llama.qzo", { ...SMALL, weight: "gptq_int4" }],
-  ["llama nf4 (lookup table)", "models/llama.qzo", { ...SMALL, weight: "nf4" }],
-  ["llama f16 fallback for ffn_down", "models/llama.qzo", { ...SMALL, hidden: 172, weight: "q4_0" }],
-  ["opt gptq_int4 (LayerNorm, biases, learned positions, ReLU)", "models/opt.qzo", { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 }],
-  ["fixture-only q5_sym", "test/fixtures/specs/tiny_q5.qzo", {}],
-  ["fixture-only layouts", "test/fixtures/specs/tiny_layouts.qzo", {}],
-];
+const cases = SPEC_CASES.map((c): [string, string, Record<string, string | number>] => [c.name, c.spec, c.overrides]);
 
 function source(spec: string, overrides: Record<string, string | number>, unfused = false) {
   const r = checkFile(`${root}${spec}`, overrides);
   expect(r.diagnostics.map((d) => d.message)).toEqual([]);
   const m = r.modules[0]!;
   const graphs = ["lm", "distill", "forward"].filter((name) => m.graphs.some((g) => g.name === name));
-  const artifact = compileModule(m, { graphs, pipeline: unfused ? "unfused" : "fused" });
+  const artifact = compileArtifact(m, { graphs, pipeline: unfused ? "unfused" : "fused" });
   return { m, artifact, gen: TARGETS.cuda.generate(artifact) };
 }
 
@@ -146,7 +136,7 @@ describe.skipIf(!nvcc)("the benchmark's CUDA code compiles", () => {
     for (const pipeline of ["fused", "unfused"] as const) {
       const r = checkFile(`${root}models/bench/matmul.qzo`, { k: 256, n: 128 });
       expect(r.diagnostics.map((d) => d.message)).toEqual([]);
-      const gen = TARGETS.cuda.generate(compileModule(r.modules[0]!, { graphs: ["l2"], pipeline }));
+      const gen = TARGETS.cuda.generate(compileArtifact(r.modules[0]!, { graphs: ["l2"], pipeline }));
       expect(gen.files[0]!.text).toMatch(/qzo::mse_partial<<</);
       const built = await buildCudaLibraryAsync(gen, { archs: ["90a"], objectOnly: true });
       expect(built.path).toMatch(/\.o$/);

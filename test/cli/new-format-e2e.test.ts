@@ -18,8 +18,7 @@ import { configInts, formatOf, paramLayers, paramShape } from "../../src/compile
 import { readSafetensors } from "../../src/runtime/model-files/safetensors.js";
 import { type SafetensorsTensor, writeSafetensors } from "../../src/runtime/model-files/safetensors-write.js";
 import { unpackRaw } from "../../src/runtime/quant/codec.js";
-import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
-import { rng } from "../support/random-model.js";
+import { randomModel } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const SPEC = join(root, "test/fixtures/specs/tiny_variant.qzo");
@@ -31,28 +30,27 @@ const STORIES = Array.from(
   (_, i) => `Once upon a time, there was a little girl named Lily. She had ${i + 2} red balls and a big dog. They played in the park every day.`,
 );
 
-/** The checkpoint: every parameter's weights, random, quantized into its declared format. */
+/** The checkpoint: every parameter's weights, random, quantized into its declared format, in the layout the spec names for HF files. */
 function buildCheckpoint(dir: string): void {
   const r = checkFile(SPEC, {});
   expect(r.diagnostics).toEqual([]);
   const m = r.modules[0]!;
   const ints = configInts(m);
-  const rnd = rng(2026);
+  const model = randomModel(m, 2026, { fanIn: true });
   const tensors: SafetensorsTensor[] = [];
   const bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   for (const p of m.params) {
     const shape = paramShape(m, p, ints);
-    const n = shape.reduce((a, b) => a * b, 1);
-    const norm = /^ln|_w$/.test(p.name);
     for (const layer of paramLayers(p, ints)) {
       const name = p.sources["hf"]![0]!.tensor.replace("{l}", String(layer ?? ""));
-      const w = Float32Array.from({ length: n }, () => (norm ? 1 + (rnd() - 0.5) * 0.1 : (rnd() - 0.5) * (2 / Math.sqrt(shape[shape.length - 1]!))));
+      const w = model.stored(p.name, layer);
       const f = formatOf(m, p);
-      if (!f) {
-        tensors.push({ name, dtype: "F32", shape, data: bytes(w) });
+      if (w.kind === "float" || !f) {
+        if (w.kind !== "float") throw new Error(`${p.name}: quantized without a format`);
+        tensors.push({ name, dtype: "F32", shape, data: bytes(w.data) });
         continue;
       }
-      const packed = quantizeRTN(f, shape[0]!, shape[1]!, w);
+      const packed = w.packed;
       if (f.layout.kind === "record") {
         tensors.push({ name, dtype: "U8", shape: [packed.storage["blocks"]!.length], data: packed.storage["blocks"]! });
       } else {

@@ -4,11 +4,12 @@
  * program against the shipped declarations (including one call the types must reject), and run
  * the linked `qzo` and `qzoc` commands.
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readmeSection } from "../support/readme.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "qzo-package-"));
@@ -17,9 +18,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The ```js block of README's "Use it from TypeScript" section. */
 function readmeExample(): string {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const section = readme.split(/^## /m).find((s) => s.startsWith("Use it from TypeScript"));
-  const block = section && /```js\n([\s\S]*?)```/.exec(section);
+  const block = /```js\n([\s\S]*?)```/.exec(readmeSection("Use it from TypeScript"));
   if (!block) throw new Error("README.md has no ```js block under '## Use it from TypeScript'");
   return block[1]!;
 }

@@ -3,23 +3,18 @@
  * (through npx, from the repository root, on the bundled model and data), and every command and
  * flag its Commands section shows exists in that command's --help.
  */
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 
-const root = new URL("../../", import.meta.url).pathname;
-const readme = readFileSync(join(root, "README.md"), "utf8");
+import { readmeSection } from "../support/readme.js";
 
-function section(title: string): string {
-  const s = readme.split(/^## /m).find((x) => x.startsWith(`${title}\n`));
-  if (!s) throw new Error(`README.md has no section '## ${title}'`);
-  return s;
-}
+const root = new URL("../../", import.meta.url).pathname;
 
 /** The indented command lines of a section, comments after `#` dropped. */
 function commandLines(title: string, prefix: RegExp): string[] {
-  return section(title)
+  return readmeSection(title)
     .split("\n")
     .filter((l) => /^ {4}\S/.test(l))
     .map((l) => l.trim().replace(/\s+#.*$/, ""))

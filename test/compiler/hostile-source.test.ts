@@ -15,7 +15,7 @@ import { checkFile } from "../../src/compiler/check.js";
 import { CompileError, diagnosticHeadline } from "../../src/compiler/diagnostics.js";
 import { cCommentText, cStringLiteral } from "../../src/compiler/codegen/c/literal.js";
 import { TARGETS } from "../../src/compiler/codegen/targets.js";
-import { compileModule } from "../../src/compiler/pipeline.js";
+import { compileArtifact } from "../../src/compiler/pipeline.js";
 import { openKernelLibrary } from "../../src/native/index.js";
 import { specForArchitecture } from "../../src/runtime/load/bind.js";
 
@@ -100,8 +100,8 @@ describe("text reaches generated source only escaped", () => {
     expect(evil.source).toContain("\n__attribute__");
     const graphs = ["lm", "forward"];
     for (const target of [TARGETS.cpu, TARGETS.cuda]) {
-      const a = target.generate(compileModule(clean, { graphs })).files[0]!.text;
-      const b = target.generate(compileModule(evil, { graphs })).files[0]!.text;
+      const a = target.generate(compileArtifact(clean, { graphs })).files[0]!.text;
+      const b = target.generate(compileArtifact(evil, { graphs })).files[0]!.text;
       expect(b).not.toBe(a);
       const code = codeOf(b);
       expect(code).not.toMatch(/constructor|system|PWNED/);
@@ -112,7 +112,7 @@ describe("text reaches generated source only escaped", () => {
   it("the compiled library's manifest holds the hostile path exactly, and nothing ran", () => {
     const base = mkdtempSync(join(tmpdir(), "qzo-hostile-"));
     const evil = module(copySpec(join(base, HOSTILE)));
-    const lib = openKernelLibrary(TARGETS.cpu.build(TARGETS.cpu.generate(compileModule(evil, { graphs: ["forward"] }))).path);
+    const lib = openKernelLibrary(TARGETS.cpu.build(TARGETS.cpu.generate(compileArtifact(evil, { graphs: ["forward"] }))).path);
     expect(JSON.parse(lib.manifest()).source).toBe(evil.source);
     expect(existsSync(join(root, "PWNED"))).toBe(false);
     expect(existsSync("PWNED")).toBe(false);

@@ -20,18 +20,11 @@
  * model (the two builds differ from each other by up to 3.2e-3 nats on Q4_0).
  */
 import type { RoundingModel, Tensor } from "../../src/runtime/interpret/interpreter.js";
-import { f16ToF32 } from "../../src/runtime/model-files/common.js";
-import { f32BitsToF16Bits } from "../../src/util/float-bits.js";
+import { roundToDType } from "../../src/util/float-bits.js";
 import { rng } from "../support/random-model.js";
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
 /** Round to nearest f16 (ggml's FP32_TO_FP16). */
-export function toF16(v: number): number {
-  f32[0] = v;
-  return f16ToF32(f32BitsToF16Bits(u32[0]!));
-}
+const toF16 = (v: number): number => roundToDType("f16", v);
 
 /** The spacing of f16 values around v (subnormal spacing below 2^-14). */
 function f16Spacing(v: number): number {

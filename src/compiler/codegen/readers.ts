@@ -12,8 +12,9 @@
  *   w     = scale * value (+ min)           scale, min, zero-point at scaleIndex, fp32
  */
 import type { FormatIR } from "../ir/ir.js";
-import { DTYPE_BYTES } from "../ir/ir.js";
+import { DTYPE_BITS } from "../ir/ir.js";
 import { evalConcrete } from "../ir/queries.js";
+import { renameNames } from "../ir/int-expr.js";
 import { UnsupportedError } from "../../util/errors.js";
 import { roundToDType } from "../../util/float-bits.js";
 
@@ -42,11 +43,6 @@ export interface ReaderIR {
   rowAdjacentCodes: boolean;
 }
 
-/** Replaces whole-word names in an expression. */
-function rename(expr: string, f: (name: string) => string): string {
-  return expr.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (n) => f(n));
-}
-
 export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
   if (f.codebooks.some((c) => c.additive)) {
     throw new UnsupportedError(`format '${f.name}': additive codebooks have no kernel reader yet; run it on the reference interpreter (--device interp)`);
@@ -62,16 +58,16 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
     // Records follow the scale order: [rows, cols / bs] for blocks along in, [rows / bs, cols] along out.
     const along = f.block.axis === "in";
     codeByte = along ? `(n * ${cols / bs} + c / ${bs}) * ${f.layout.bytes}` : `((n / ${bs}) * ${cols} + c) * ${f.layout.bytes}`;
-    codeBit = rename(field.bitExpr, (v) => (v === field.index ? `(${along ? "c" : "n"} % ${bs})` : v));
+    codeBit = renameNames(field.bitExpr, (v) => (v === field.index ? `(${along ? "c" : "n"} % ${bs})` : v));
   } else {
     const field = f.layout.fields.find((x) => x.field === "code")!;
     const dims = new Map([["in", cols], ["out", rows]]);
     const shape = field.shape.map((d) => evalConcrete(d, dims));
     const strides = shape.map((_, k) => shape.slice(k + 1).reduce((a, b) => a * b, 1));
     const vars = (v: string) => (v === "r" ? "n" : v === "c" ? "c" : v === "b" ? `(c / ${bs})` : v === "in" ? String(cols) : v === "out" ? String(rows) : v);
-    const flat = field.at.map((e, k) => `(${rename(e, vars)}) * ${strides[k]}`).join(" + ");
-    codeByte = `(${flat}) * ${DTYPE_BYTES[field.dtype]}`;
-    codeBit = field.bit ? rename(field.bit, vars) : "0";
+    const flat = field.at.map((e, k) => `(${renameNames(e, vars)}) * ${strides[k]}`).join(" + ");
+    codeByte = `(${flat}) * ${DTYPE_BITS[field.dtype] / 8}`;
+    codeBit = field.bit ? renameNames(field.bit, vars) : "0";
     rowAdjacentCodes = field.at[field.at.length - 1] === "r";
   }
   const table = f.codebooks.find((c) => c.name === f.code.lookup);

@@ -3,7 +3,7 @@
  * and layer, its float data, or its packed codes and fp32 scales, mins and zero-points. The byte
  * size of each slot is part of the ABI, so a backend can check every array before a call.
  */
-import { DTYPE_BYTES, type ModuleIR } from "../ir/ir.js";
+import { DTYPE_BITS, type ModuleIR } from "../ir/ir.js";
 import { configInts, evalConcrete, formatOf, paramLayers, paramShape, scaleCount } from "../ir/queries.js";
 
 export interface WeightSlot {
@@ -30,7 +30,7 @@ export function weightSlots(m: ModuleIR): WeightSlot[] {
       if (f.layout.kind === "record") return rows * (cols / f.block.size) * f.layout.bytes;
       const field = f.layout.fields.find((x) => x.field === "code")!;
       const dims = new Map([["in", cols], ["out", rows]]);
-      return field.shape.map((d) => evalConcrete(d, dims)).reduce((a, b) => a * b, 1) * DTYPE_BYTES[field.dtype];
+      return field.shape.map((d) => evalConcrete(d, dims)).reduce((a, b) => a * b, 1) * (DTYPE_BITS[field.dtype] / 8);
     };
     for (const layer of paramLayers(p, env)) {
       const at = `${p.name}${layer === undefined ? "" : `[${layer}]`}`;

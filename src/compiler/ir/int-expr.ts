@@ -201,6 +201,11 @@ export function namesIn(text: string): Set<string> {
   return out;
 }
 
+/** Replaces every whole-word name of an expression's text (numbers and operators stay as they are). */
+export function renameNames(text: string, rename: (name: string) => string): string {
+  return text.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (n) => rename(n));
+}
+
 /** True when the expression is a single name (a plain dimension such as "B"). */
 export function isPlainName(text: string): boolean {
   return parse(text).k === "name";

@@ -24,8 +24,8 @@ export function isDType(s: string): s is DType {
   return isFloatDType(s) || (INT_DTYPES as readonly string[]).includes(s);
 }
 
-/** Bytes of one element of a dtype. */
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i64: 8, i32: 4, i16: 2, i8: 1, u8: 1 };
+/** Bits of one element of a dtype. */
+export const DTYPE_BITS: Readonly<Record<DType, number>> = { f32: 32, f16: 16, bf16: 16, i32: 32, i64: 64, i16: 16, i8: 8, u8: 8 };
 
 /** Where a node or declaration came from: `path:line:col`. */
 export interface Loc {

@@ -3,6 +3,7 @@
  * concrete value of a canonical size, the layers of a parameter array, a parameter's format and
  * concrete shape, and how many scales a quantized matrix has.
  */
+import { QzoError } from "../../util/errors.js";
 import type { FormatIR, ModuleIR, ParamIR } from "./ir.js";
 import { evalIntExpr } from "./int-expr.js";
 
@@ -11,6 +12,19 @@ export function configInts(m: ModuleIR): Map<string, number> {
   const env = new Map<string, number>();
   for (const c of m.config) if (c.value.type === "int") env.set(c.name, c.value.value);
   return env;
+}
+
+/** One int config entry's value, when the spec has it. */
+export function configInt(m: ModuleIR, name: string): number | undefined {
+  const c = m.config.find((x) => x.name === name);
+  return c?.value.type === "int" ? c.value.value : undefined;
+}
+
+/** The model's context length (config seq_len) when the spec has one; a QzoError when it is under 2 tokens. */
+export function contextLength(m: ModuleIR): number | undefined {
+  const ctx = configInt(m, "seq_len");
+  if (ctx !== undefined && ctx < 2) throw new QzoError(`${m.source}: the model's context length (seq_len) is ${ctx}: expected at least 2 tokens`);
+  return ctx;
 }
 
 /** The value of a canonical expression over config names. */

@@ -11,7 +11,7 @@ import type { DiagnosticBag } from "../diagnostics.js";
 import {
   type CodebookIR, type DType, type FloatDType, type FormatIR, type RecordFieldIR, type RecordLayoutIR,
   type TensorFieldIR,
-  isDType, isFloatDType,
+  DTYPE_BITS, isDType, isFloatDType,
 } from "../ir/ir.js";
 import { Sym } from "../ir/symbolic.js";
 import { EvalFailed, attempt, evalNumber, evalSym, fail } from "./evaluate.js";
@@ -20,7 +20,6 @@ import { locOf } from "./loc.js";
 type Field = "scale" | "zero" | "min" | "code";
 const FIELDS: readonly Field[] = ["scale", "zero", "min", "code"];
 
-const DTYPE_BITS: Record<DType, number> = { f32: 32, f16: 16, bf16: 16, i32: 32, i64: 64, i16: 16, i8: 8, u8: 8 };
 
 interface IntType {
   signed: boolean;

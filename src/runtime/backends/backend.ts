@@ -1,25 +1,18 @@
 /**
  * What the QZO trainer needs from an execution backend (the reference
- * interpreter, the generated CPU kernels, later CUDA). A backend owns the fp32
+ * interpreter, the generated CPU or CUDA kernels). A backend owns the fp32
  * master copies of the trainable tensors, in the manifest order of
  * `trainableTensors` (src/runtime/interpret/interpreter.ts); the frozen
  * weights stay as loaded.
  */
-import type { TrainableTensor } from "../interpret/interpreter.js";
+import type { Perturbation, TrainableTensor } from "../interpret/interpreter.js";
 import type { ZDistribution } from "../rng/direction.js";
 
 /** One batch for the loss graph, by input name (tokens i32[B, T], mask f32[B, T], label i32[E] ...). */
 export type Batch = Record<string, { shape: number[]; data: Int32Array | Float32Array }>;
 
-export interface PerturbSpec {
-  seedLo: number;
-  seedHi: number;
-  /** +1 or -1: scales are used as s + sign*eps*z (absolute) or s + sign*eps*|s|*z (relative). */
-  sign: 1 | -1;
-  eps: number;
-  epsMode: "absolute" | "relative";
-  dist: ZDistribution;
-}
+/** The perturbation of a loss: the interpreter's own (every backend follows the same numerics contract). */
+export type PerturbSpec = Perturbation;
 
 export interface UpdateSpec {
   seedLo: number;

@@ -6,7 +6,15 @@
 import { existsSync, readdirSync } from "node:fs";
 import { execaSync } from "execa";
 
+let found: { ok: boolean; reason: string } | undefined;
+
+/** Looked up once per process (a scan of /dev and possibly `ldconfig -p`). */
 export function cudaAvailable(): { ok: boolean; reason: string } {
+  found ??= lookForCuda();
+  return found;
+}
+
+function lookForCuda(): { ok: boolean; reason: string } {
   if (!findLibcuda()) return { ok: false, reason: "no CUDA driver (libcuda.so.1) found" };
   const nodes = existsSync("/dev") ? readdirSync("/dev").filter((n) => /^nvidia\d+$/.test(n)) : [];
   if (nodes.length === 0 && !existsSync("/dev/dxg")) return { ok: false, reason: "no CUDA device (no /dev/nvidia* device node)" };

@@ -5,7 +5,7 @@
  * trainable tensors among them; a graph's pointers and named scalars for one call; `qzo_update`'s.
  */
 import { scalarArgs, type GraphAbi, type Manifest } from "../../compiler/abi.js";
-import { evalIntExpr, isPlainName, solveIntExpr } from "../../compiler/ir/int-expr.js";
+import { evalIntExpr, isPlainName, namesIn, solveIntExpr } from "../../compiler/ir/int-expr.js";
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { configInts, formatOf, paramOf } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
@@ -73,7 +73,7 @@ export function bindDims(m: ModuleIR, g: GraphAbi, inputs: Batch): Map<string, n
     });
   }
   for (const p of pending) {
-    const names = [...p.expr.matchAll(/[A-Za-z_][A-Za-z0-9_]*/g)].map((x) => x[0]).filter((n) => !env.has(n));
+    const names = [...namesIn(p.expr)].filter((n) => !env.has(n));
     if (names.length === 1) {
       const v = solveIntExpr(p.expr, names[0]!, p.size, env);
       if (v === undefined) throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} is expected`);

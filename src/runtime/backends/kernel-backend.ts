@@ -17,9 +17,10 @@ import type { Manifest } from "../../compiler/abi.js";
 import type { BuiltLibrary } from "../../compiler/build/build-cpu.js";
 import type { CudaBuildOptions } from "../../compiler/build/build-cuda.js";
 import type { TargetName } from "../../compiler/codegen/target.js";
-import { TARGETS } from "../../compiler/codegen/targets.js";
+import { generateCode, TARGETS } from "../../compiler/codegen/targets.js";
 import type { PipelineName } from "../../compiler/kernels/passes/index.js";
-import { compileModule } from "../../compiler/pipeline.js";
+import { configInt } from "../../compiler/ir/queries.js";
+import { compileArtifact } from "../../compiler/pipeline.js";
 import { openKernelLibrary, type KernelLibrary } from "../../native/index.js";
 import { QzoError, UnsupportedError } from "../../util/errors.js";
 import { trainableTensors } from "../interpret/interpreter.js";
@@ -70,16 +71,13 @@ export function createKernelBackend(bound: StoredModel, target: TargetName, opts
     if (!avail.ok) throw new QzoError(`cannot use the CUDA backend: ${avail.reason}; ${CUDA_WHAT_TO_DO}`);
   }
   const graphs = [opts.loss, ...(m.graphs.some((g) => g.name === "forward") && opts.loss !== "forward" ? ["forward"] : [])];
-  const artifact = compileModule(m, { graphs, pipeline: opts.pipeline ?? "fused" });
+  const artifact = compileArtifact(m, { graphs, pipeline: opts.pipeline ?? "fused" });
   const floats = artifact.manifest.trainables.filter((x) => x.field === "weight");
   if (opts.train && floats.length) {
     throw new UnsupportedError(`${m.source}: the ${target.toUpperCase()} kernels perturb scales and mins, not the trainable float weights of '${floats[0]!.param}'`);
   }
-  const t = TARGETS[target];
-  const missing = t.unsupported(artifact);
-  if (missing.length) throw new UnsupportedError(`${m.source}: the ${target.toUpperCase()} code generator has no kernel for ${missing[0]}`);
-  const code = t.generate(artifact);
-  const library = t.build(code, opts.build);
+  const code = generateCode(artifact, target);
+  const library = TARGETS[target].build(code, opts.build);
   const lib = openKernelLibrary(library.path);
   if (cuda && lib.call("qzo_cuda_init", []) !== 0) {
     const why = lib.lastError() ?? "the CUDA runtime did not initialize";
@@ -100,6 +98,7 @@ export function createKernelBackend(bound: StoredModel, target: TargetName, opts
     lib.run(g.entry, runArgs(m, g, inputs, out, slots, threads, p));
   };
   const stats = new Float64Array(6);
+  const vocab = configInt(m, "vocab") ?? 0;
 
   return {
     name: target,
@@ -115,7 +114,6 @@ export function createKernelBackend(bound: StoredModel, target: TargetName, opts
     },
     forward(tokens, batch, seq) {
       const g = graph("forward");
-      const vocab = m.config.find((c) => c.name === "vocab")?.value.value as number;
       const out = new Float32Array(batch * seq * vocab);
       run(g.name, { tokens: { shape: [batch, seq], data: tokens } }, out);
       return out;

@@ -29,7 +29,7 @@ function probeSource(target: "cpu" | "cuda"): { path: string; text: string } {
 }
 
 /** The CPU probe library (built once per source, flags and compiler). */
-export function buildCpuProbe(): BuiltLibrary {
+function buildCpuProbe(): BuiltLibrary {
   return buildCpuLibrary({ files: [probeSource("cpu")] }, "roofline");
 }
 

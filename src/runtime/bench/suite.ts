@@ -14,8 +14,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { compileModule } from "../../compiler/check.js";
-import { configInts } from "../../compiler/ir/queries.js";
-import type { ModuleIR } from "../../compiler/ir/ir.js";
+import { configInt } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { packageRoot } from "../../util/package-root.js";
 import type { Batch } from "../backends/backend.js";
@@ -182,17 +181,13 @@ function stepModel(o: BenchOptions): { model: StoredModel; name: string } {
   return { model: bindModel(gguf), name: "stories260K-q4_0.gguf (bundled)" };
 }
 
-function configValue(m: ModuleIR, name: string): number | undefined {
-  return configInts(m).get(name);
-}
-
 function benchStep(o: BenchOptions, threads: number, log: (s: string) => void): StepReport {
   const { model, name } = stepModel(o);
   const m = model.module;
   if (!m.graphs.some((g) => g.name === "lm")) throw new QzoError(`${m.source}: qzo bench times the 'lm' loss (next-token cross-entropy over tokens and a mask), and this spec has no graph 'lm'`);
-  const vocab = configValue(m, "vocab");
+  const vocab = configInt(m, "vocab");
   if (vocab === undefined) throw new QzoError(`${m.source}: qzo bench needs an int config entry 'vocab' for its random tokens`);
-  const ctx = configValue(m, "seq_len") ?? 128;
+  const ctx = configInt(m, "seq_len") ?? 128;
   const B = o.quick ? 2 : 16;
   const T = Math.min(o.quick ? 32 : 128, ctx);
   const steps = o.steps ?? (o.quick ? 1 : 5);
@@ -249,7 +244,7 @@ async function benchForward(o: BenchOptions, threads: number, roof: Roofline, lo
   log(`forward: writing or reusing the random Q4_0 Llama (${config.layers} x ${config.dim})`);
   const gguf = randomLlamaGguf(config);
   const bound = bindModel(gguf);
-  const vocab = configValue(bound.module, "vocab")!;
+  const vocab = configInt(bound.module, "vocab")!;
   const ids = lmBatch(3, 1, tokens, vocab)["tokens"]!.data as Int32Array;
   log(`forward: ours, ${tokens} tokens on ${threads} thread(s)`);
   const be = createKernelBackend(bound, "cpu", { loss: "lm", threads });

@@ -6,8 +6,8 @@
  * sequence has at most `steps` positions after BOS, and BOS ends it. Several
  * sequences run in one batch; each keeps its own ending.
  */
-import { QzoError } from "../../util/errors.js";
 import type { ModuleIR } from "../../compiler/ir/ir.js";
+import { contextLength } from "../../compiler/ir/queries.js";
 import { runGraph, type WeightSource } from "../interpret/interpreter.js";
 import { philox4x32Block } from "../rng/philox.js";
 import { StreamDecoder, type Tokenizer } from "../tokenizer/index.js";
@@ -41,9 +41,8 @@ export interface Generated {
 export function generate(m: ModuleIR, weights: WeightSource | Forward, tok: Tokenizer, opts: GenerateOptions): Generated {
   const forward = typeof weights === "function" ? weights : interpreterForward(m, weights);
   const prompt = tok.encode(opts.prompt, { bos: true, eos: false });
-  const seqLen = m.config.find((c) => c.name === "seq_len")?.value.value;
-  if (typeof seqLen === "number" && seqLen < 2) throw new QzoError(`${m.source}: the model's context length (seq_len) is ${seqLen}: expected at least 2 tokens`);
-  const steps = Math.min(opts.steps, typeof seqLen === "number" ? seqLen : opts.steps);
+  const seqLen = contextLength(m);
+  const steps = Math.min(opts.steps, seqLen ?? opts.steps);
   const count = opts.count ?? 1;
   const seqs = Array.from({ length: count }, () => [prompt[0]!]);
   const done = new Array<boolean>(count).fill(false);

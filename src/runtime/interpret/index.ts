@@ -1,6 +1,5 @@
 /** The reference interpreter, its kernels and the reference QZO update. */
 export {
-  configInts,
   dequantize,
   perturbArray,
   runGraph,

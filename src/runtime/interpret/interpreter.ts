@@ -74,6 +74,7 @@
  */
 import { trainableManifest, type TrainableEntry } from "../../compiler/ir/trainables.js";
 import type { BlockIR, GraphIR, ModuleIR, NodeIR, ParamIR } from "../../compiler/ir/ir.js";
+import { configInts, paramOf } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { fillZ, type ZDistribution } from "../rng/direction.js";
 import type { UnpackedTensor } from "../quant/types.js";
@@ -113,19 +114,6 @@ export interface RoundingModel {
   linearInput?(x: Tensor, storage: string): Tensor;
   /** The whole attention op, computed with the other implementation's roundings. */
   attention?(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, causal: boolean): Tensor;
-}
-
-/** Config name -> int value. */
-export function configInts(m: ModuleIR): Map<string, number> {
-  const env = new Map<string, number>();
-  for (const c of m.config) if (c.value.type === "int") env.set(c.name, c.value.value);
-  return env;
-}
-
-function paramOf(m: ModuleIR, name: string): ParamIR {
-  const p = m.params.find((q) => q.name === name);
-  if (!p) throw new QzoError(`module ${m.name} has no parameter '${name}'`);
-  return p;
 }
 
 /**
@@ -260,7 +248,7 @@ interface Ctx {
   vals: Map<number, Tensor>;
   paramCache: Map<string, Tensor>;
   rounding: RoundingModel | undefined;
-  /** The parameter each `param` node's value holds. */
+  /** The parameter each `param` node's value holds (kept only when a rounding model reads it). */
   paramOfValue: Map<number, ParamIR>;
 }
 
@@ -408,7 +396,7 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
 function evalParam(ctx: Ctx, node: NodeIR): Tensor {
   const name = String(node.attrs["name"]);
   const p = paramOf(ctx.m, name);
-  ctx.paramOfValue.set(node.outputs[0]!, p);
+  if (ctx.rounding?.linearInput) ctx.paramOfValue.set(node.outputs[0]!, p);
   const idx = node.attrs["index"];
   const layer = idx === undefined ? undefined : evalIntExpr(String(idx), ctx.dims);
   if (p.array && layer === undefined) throw new Error(`internal: array parameter ${name} used without an index`);

@@ -19,12 +19,12 @@ import type { ParamValue, WeightSource } from "../interpret/interpreter.js";
 import { type TensorInfo, decodeBytesToF32, numElements } from "../model-files/index.js";
 import { pack, unpack, unpackRaw } from "../quant/codec.js";
 import { evalIntExpr } from "../../compiler/ir/int-expr.js";
-import { scaleCount } from "../../compiler/ir/queries.js";
+import { paramLayers, scaleCount } from "../../compiler/ir/queries.js";
 import type { PackedTensor } from "../quant/types.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
 
 /** The architectures with a shipped spec: the names of models/*.qzo. */
-export function shippedArchitectures(): string[] {
+function shippedArchitectures(): string[] {
   return readdirSync(join(packageRoot(), "models"))
     .filter((f) => /^[a-z0-9_]+\.qzo$/.test(f))
     .map((f) => f.replace(/\.qzo$/, ""))
@@ -134,8 +134,7 @@ const NOT_WEIGHTS = [/(^|\.)rotary_emb\.inv_freq$/, /\.g_idx$/];
 function checkAllTensorsUsed(ckpt: Checkpoint, m: ModuleIR, formats: Map<string, FormatIR>, env: Record<string, number>, spec: string): void {
   const used = new Set<string>();
   for (const p of m.params) {
-    const layers = p.array ? range(evalIntExpr(p.array.from, env), evalIntExpr(p.array.to, env)) : [undefined];
-    for (const layer of layers) {
+    for (const layer of paramLayers(p, new Map(Object.entries(env)))) {
       const found = findTensor(ckpt, p, layer, [...formats.values()], env);
       if (!found) continue;
       used.add(found.name);
@@ -149,10 +148,6 @@ function checkAllTensorsUsed(ckpt: Checkpoint, m: ModuleIR, formats: Map<string,
         `expected every tensor of the file to be a weight of the model (is its layer count, or its config, what the file holds?)`,
     );
   }
-}
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from) }, (_, k) => from + k);
 }
 
 function configEnv(m: ModuleIR): Record<string, number> {

@@ -18,7 +18,7 @@
  * only, so every stored pattern, NaN payloads included, round-trips exactly;
  * float32 -> f16/bf16 rounds to nearest even.
  */
-import type { DType, FloatDType, FormatIR, RecordLayoutIR, TensorFieldIR, TensorsLayoutIR } from "../../compiler/ir/ir.js";
+import { DTYPE_BITS, type FloatDType, type FormatIR, type RecordLayoutIR, type TensorFieldIR, type TensorsLayoutIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { compileIntExpr, evalIntExpr, type IntFn } from "../../compiler/ir/int-expr.js";
 import { scaleCount } from "../../compiler/ir/queries.js";
@@ -39,7 +39,6 @@ export interface RawQuant {
 
 type Field = "scale" | "zero" | "min" | "code";
 
-const DTYPE_BITS: Record<DType, number> = { f32: 32, f16: 16, bf16: 16, i32: 32, i64: 64, i16: 16, i8: 8, u8: 8 };
 
 function bitsView(a: Float32Array): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, a.length);

@@ -19,7 +19,8 @@ const H = 440;
 const M = { left: 72, right: 190, top: 44, bottom: 52 };
 const COLORS = { raw: "#c9d3e0", avg: "#1f5fa8", eval: "#d2531d", ref: ["#3a8d3a", "#7b4ea3", "#8a6d1f", "#555555"] };
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+/** Text safe inside XML and HTML elements and attribute values. */
+export const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /** About n round tick values covering [lo, hi]. */
 function ticks(lo: number, hi: number, n: number): number[] {

@@ -9,7 +9,7 @@ import { QzoError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
 import { LOG_FILE, parseLog } from "../train/trainer.js";
 import { RUN_FILE } from "../train/run-dir.js";
-import { lossChart, type ChartData } from "./chart.js";
+import { esc, lossChart, type ChartData } from "./chart.js";
 
 export const CHART_FILE = "loss.svg";
 export const REPORT_FILE = "report.html";
@@ -70,12 +70,8 @@ export function writeLossChart(dir: string): string {
   return path;
 }
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-
-/** The report page of a run directory. */
-export function reportHtml(dir: string): string {
-  const r = readRun(dir);
-  const data = chartData(dir, r);
+/** The report page of a run directory, with its chart (`svg`) inline. */
+function reportHtml(dir: string, r: RunRecord, data: ChartData, svg: string): string {
   const hyper = (r.run["hyper"] ?? {}) as Record<string, unknown>;
   const result = (r.run["result"] ?? {}) as Record<string, unknown>;
   const best = result["best"] as { step: number; evalLoss: number } | null | undefined;
@@ -104,7 +100,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
 <body>
 <h1>QZO run: ${esc(data.title)}</h1>
 <h2>Loss</h2>
-${lossChart(data)}
+${svg}
 <h2>Results</h2>
 <table>
 ${rows(results)}
@@ -118,8 +114,12 @@ ${rows(settings)}
 `;
 }
 
-/** Writes the report page (default RUN_DIR/report.html); returns its path. */
+/** Writes the report page (default RUN_DIR/report.html) and RUN_DIR/loss.svg; returns the page's path. */
 export function writeReport(dir: string, out = join(dir, REPORT_FILE)): string {
-  writeFileAtomic(out, reportHtml(dir));
+  const r = readRun(dir);
+  const data = chartData(dir, r);
+  const svg = lossChart(data);
+  writeFileAtomic(join(dir, CHART_FILE), svg);
+  writeFileAtomic(out, reportHtml(dir, r, data, svg));
   return out;
 }

@@ -10,12 +10,12 @@
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { QzoError } from "../../util/errors.js";
-import { processAlive, staleTempOf } from "../../util/fs-atomic.js";
+import { processAlive, removeStaleTemps, staleTempOf } from "../../util/fs-atomic.js";
 import { readSafetensors } from "../model-files/safetensors.js";
 import { BEST_FILE, LOG_FILE, SCALES_FILE } from "./trainer.js";
 
 export const RUN_FILE = "run.json";
-export const LOCK_FILE = ".lock";
+const LOCK_FILE = ".lock";
 
 /** The files whose presence means the directory holds a run. */
 const RUN_FILES = [SCALES_FILE, BEST_FILE, LOG_FILE, RUN_FILE];
@@ -75,20 +75,14 @@ function complete(path: string): boolean {
  */
 function recover(dir: string): string[] {
   const notes: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    const of = staleTempOf(name);
-    if (of === undefined) continue;
-    const path = join(dir, name);
-    const target = join(dir, SCALES_FILE);
-    if (of === SCALES_FILE && !(existsSync(target) && complete(target)) && complete(path)) {
-      renameSync(path, target);
+  const target = join(dir, SCALES_FILE);
+  for (const name of readdirSync(dir).sort().filter((n) => staleTempOf(n) === SCALES_FILE)) {
+    if (!(existsSync(target) && complete(target)) && complete(join(dir, name))) {
+      renameSync(join(dir, name), target);
       notes.push(`recovered ${SCALES_FILE} from ${name}, which a stopped run left complete`);
-    } else {
-      rmSync(path, { recursive: true, force: true });
-      notes.push(`removed ${name}, left by a stopped run`);
     }
   }
-  return notes;
+  return [...notes, ...removeStaleTemps(dir).map((name) => `removed ${name}, left by a stopped run`)];
 }
 
 export interface RunDir {

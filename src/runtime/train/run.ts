@@ -9,6 +9,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { trainHyperFor, type ModuleIR } from "../../compiler/ir/ir.js";
+import type { ConfigOverrides } from "../../compiler/sema/check.js";
+import { configInt, contextLength } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
 import { selectBackend, type Device } from "../backends/select.js";
@@ -25,21 +27,11 @@ import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, subset, tra
 export const DEFAULT_SEQ_LEN = 128;
 
 /** The model's vocabulary size (config vocab), when the spec has one. */
-export function vocabOf(m: ModuleIR): number | undefined {
-  const v = m.config.find((c) => c.name === "vocab")?.value.value;
-  return typeof v === "number" ? v : undefined;
-}
-
-/** The model's context length (config seq_len), when the spec has one. */
-function contextOf(m: ModuleIR): number | undefined {
-  const v = m.config.find((c) => c.name === "seq_len")?.value.value;
-  return typeof v === "number" ? v : undefined;
-}
+export const vocabOf = (m: ModuleIR): number | undefined => configInt(m, "vocab");
 
 /** The window length: the requested one (else DEFAULT_SEQ_LEN capped by the context), checked against the context. */
 export function windowLength(m: ModuleIR, requested: number | undefined): { ctx: number | undefined; seqLen: number } {
-  const ctx = contextOf(m);
-  if (ctx !== undefined && ctx < 2) throw new QzoError(`${m.source}: the model's context length (seq_len) is ${ctx}: expected at least 2 tokens`);
+  const ctx = contextLength(m);
   const seqLen = requested ?? Math.min(DEFAULT_SEQ_LEN, ctx ?? DEFAULT_SEQ_LEN);
   if (ctx !== undefined && seqLen > ctx) throw new QzoError(`--seq-len ${seqLen} exceeds the model's context of ${ctx}`, 2);
   return { ctx, seqLen };
@@ -78,7 +70,7 @@ export interface TrainRunOptions {
   model: string;
   tokenizer?: string;
   spec?: string;
-  set: Record<string, string>;
+  set: ConfigOverrides;
   device: Device;
   data: string;
   eval?: string;

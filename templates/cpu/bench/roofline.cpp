@@ -7,6 +7,7 @@
 // Both take the thread count as a scalar and run on that many OpenMP threads. The caller times
 // the calls. Kernel signature and manifest as in the generated kernel libraries.
 #include <cstdint>
+#include <cstdio>
 #include <omp.h>
 
 namespace {
@@ -28,15 +29,7 @@ extern "C" {
 
 const char* qzo_manifest(void) {
   static char text[96];
-  static const char prefix[] = "{\"probe\":\"roofline\",\"lanes\":";
-  int n = 0;
-  for (const char* p = prefix; *p; ++p) text[n++] = *p;
-  text[n++] = static_cast<char>('0' + kLanes / 10);
-  text[n++] = static_cast<char>('0' + kLanes % 10);
-  text[n++] = ',';
-  static const char chains[] = "\"chains\":10}";
-  for (const char* p = chains; *p; ++p) text[n++] = *p;
-  text[n] = 0;
+  std::snprintf(text, sizeof text, "{\"probe\":\"roofline\",\"lanes\":%d,\"chains\":%d}", kLanes, kChains);
   return text;
 }
 

@@ -5,14 +5,17 @@
  * target (norms, RoPE, attention, elementwise ops, positions, copies). A target adds what is its own
  * through `CTarget`: how a weight slot is addressed, and its kernel templates.
  */
+import { UPDATE_SCALARS, type Manifest } from "../../abi.js";
 import type { Artifact } from "../../pipeline.js";
 import { freeDims } from "../../pipeline.js";
 import type { ModuleIR } from "../../ir/ir.js";
 import { configInts, formatOf, paramLayers, paramOf } from "../../ir/queries.js";
-import type { KBuffer, KKernel, KKernelOf, KOpName, KOperand, KParam, KProgram, KScalar, KStep } from "../../kernels/kernel-ir.js";
+import { renameNames } from "../../ir/int-expr.js";
+import type { KBuffer, KBuf, KKernel, KKernelOf, KOpName, KOperand, KParam, KProgram, KStep } from "../../kernels/kernel-ir.js";
+import { distinctReaders, type ReaderIR } from "../readers.js";
 import type { WeightSlot } from "../weight-slots.js";
 import { UnsupportedError } from "../../../util/errors.js";
-import { cCommentText, cDouble, cIdentifier, cInt } from "./literal.js";
+import { cCommentText, cDouble, cIdentifier, cInt, cStringLiteral } from "./literal.js";
 
 /** What differs between C-family targets inside an entry function. */
 export interface CTarget {
@@ -26,6 +29,8 @@ export interface CTarget {
 export interface EntryContext {
   a: Artifact;
   m: ModuleIR;
+  /** The module's int config values. */
+  ints: ReadonlyMap<string, number>;
   p: KProgram;
   target: CTarget;
   inputs: KBuffer[];
@@ -38,23 +43,21 @@ export interface EntryContext {
   elems(b: KBuffer): string;
   ctype(b: KBuffer): string;
   bufVar(id: number): string;
-  buf(a: KOperand | KScalar | undefined, what: string): string;
+  /** A computed buffer's variable. */
+  buf(a: KBuf): string;
   shapeOf(a: KOperand): string[];
   /** The product of all dimensions but the last. */
   lead(shape: string[]): string;
   lastDim(shape: string[]): string;
   /** The index of a parameter part among the weight slots, as C (layer index expressions included). */
   slotIndex(kp: KParam, part: WeightSlot["part"]): string | undefined;
+  /** A parameter part's pointer as `const TYPE*`, or nullptr when the parameter has no such part. */
+  slotPtr(kp: KParam, part: WeightSlot["part"], type: string): string;
   /** A float parameter (norm weight, bias) or a computed vector, as a pointer expression. */
   vector(a: KOperand | undefined, what: string): string;
   /** The kernel's IR nodes, safe inside comments and C string literals. */
   comment(k: KKernel): string;
   fail(what: string): never;
-}
-
-/** Replaces whole-word names in a canonical expression (valid C for non-negative operands). */
-export function cExpr(expr: string, rename: (name: string) => string): string {
-  return expr.replace(/[A-Za-z_][A-Za-z0-9_]*/g, (n) => rename(n));
 }
 
 export function entryContext(a: Artifact, p: KProgram, target: CTarget): EntryContext {
@@ -68,11 +71,12 @@ export function entryContext(a: Artifact, p: KProgram, target: CTarget): EntryCo
   const fail = (what: string): never => {
     throw new UnsupportedError(`${m.source}: graph '${p.graph}': ${what}`);
   };
-  const dim = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
+  const dim = (d: string) => renameNames(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : loopVars.has(n) ? `lv_${n}` : `dim_${n}`));
   const bufVar = (id: number) => `b${id}`;
   const ctx: EntryContext = {
     a,
     m,
+    ints,
     p,
     target,
     inputs,
@@ -82,10 +86,7 @@ export function entryContext(a: Artifact, p: KProgram, target: CTarget): EntryCo
     elems: (b) => (b.shape.length ? b.shape.map((d) => `(${dim(d)})`).join(" * ") : "1"),
     ctype: (b) => (b.dtype === "i32" ? "int32_t" : "float"),
     bufVar,
-    buf: (o, what) => {
-      if (!o || !("buffer" in o)) return fail(`${what} must be a computed value for the ${target.name} code generator`);
-      return bufVar(o.buffer);
-    },
+    buf: (o) => bufVar(o.buffer),
     shapeOf: (o) => ("buffer" in o ? p.buffers[o.buffer]!.shape : paramOf(m, o.param.param).type.shape),
     lead: (shape) => (shape.length > 1 ? shape.slice(0, -1).map((d) => `(${dim(d)})`).join(" * ") : "1"),
     lastDim: (shape) => dim(shape[shape.length - 1]!),
@@ -96,18 +97,49 @@ export function entryContext(a: Artifact, p: KProgram, target: CTarget): EntryCo
       const stride = slots.filter((s) => s.param === kp.param && s.layer === layers[0]).length;
       return kp.index === undefined ? `${base}` : `${base} + ((${dim(kp.index)}) - ${layers[0] ?? 0}) * ${stride}`;
     },
+    slotPtr: (kp, part, type) => {
+      const i = ctx.slotIndex(kp, part);
+      return i === undefined ? "nullptr" : `((const ${type}*)${target.slotRef(i)})`;
+    },
     vector: (o, what) => {
       if (o && "param" in o) {
         const param = paramOf(m, o.param.param);
         if (formatOf(m, param)) return fail(`${what} '${param.name}' is quantized; the ${target.name} code generator reads quantized parameters in matmul and embedding only`);
-        return `((const float*)${target.slotRef(ctx.slotIndex(o.param, "data")!)})`;
+        return ctx.slotPtr(o.param, "data", "float");
       }
-      return ctx.buf(o, what);
+      if (!o) return fail(`${what} must be a computed value for the ${target.name} code generator`);
+      return bufVar(o.buffer);
     },
     comment: (k) => cCommentText(k.from.join("; ")),
     fail,
   };
   return ctx;
+}
+
+/**
+ * The program-level view both C-family templates render: provenance, config constants, the
+ * readers, the embedded manifest and the update kernel's tables (each target adds its own).
+ */
+export function programView(a: Artifact, manifest: Manifest, reader: (r: ReaderIR) => string) {
+  const m = a.module;
+  const trainables = manifest.trainables;
+  return {
+    source: cCommentText(m.source),
+    model: cCommentText(m.name),
+    graphs: a.programs.map((p) => p.graph),
+    hash: manifest.inputsHash,
+    passes: a.programs[0]?.passes ?? [],
+    dims: [...configInts(m)].map(([name, value]) => ({ name: `cfg_${name}`, value: cInt(value, `${m.source}: config entry '${name}'`) })),
+    readers: distinctReaders(a.readers).map(reader),
+    manifest: cStringLiteral(JSON.stringify(manifest)),
+    update: {
+      count: trainables.length,
+      nScalars: UPDATE_SCALARS.length,
+      sc: Object.fromEntries(UPDATE_SCALARS.map((n, i) => [n, i])),
+      sizes: trainables.length ? trainables.map((t) => t.size) : [0],
+      floored: trainables.length ? trainables.map((t) => (t.field === "scale" ? 1 : 0)) : [0],
+    },
+  };
 }
 
 /** A kernel's code: one per op; null where a target has no kernel for the op. */
@@ -123,7 +155,7 @@ export const C_EMITTERS = {
     const comment = c.comment(k);
     return c.target.render("rope", {
       comment, B: c.dim(xs[0]!), T: c.dim(xs[1]!), K: c.lastDim(xs), heads: cInt(k.heads, `${comment}: heads`), theta: cDouble(k.theta, `${comment}: theta`),
-      style: k.style, x: c.buf(k.x, "the input"), y: c.bufVar(k.out),
+      style: k.style, x: c.buf(k.x), y: c.bufVar(k.out),
     });
   },
   attention: (k, c) => {
@@ -131,18 +163,18 @@ export const C_EMITTERS = {
     const comment = c.comment(k);
     return c.target.render("attention", {
       comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: cInt(k.heads, `${comment}: heads`), kvHeads: cInt(k.kvHeads, `${comment}: kv_heads`),
-      causal: k.causal, q: c.buf(k.q, "q"), k: c.buf(k.k, "k"), v: c.buf(k.v, "v"), y: c.bufVar(k.out),
+      causal: k.causal, q: c.buf(k.q), k: c.buf(k.k), v: c.buf(k.v), y: c.bufVar(k.out),
     });
   },
   unary: (k, c) => {
     const x = "(double)x[i]";
     const expr = k.fn === "neg" ? `-${x}` : `qzo::${k.fn}(${x})`;
-    return c.target.render("unary", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x, "the input"), y: c.bufVar(k.out), expr });
+    return c.target.render("unary", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x), y: c.bufVar(k.out), expr });
   },
   binary: (k, c) => {
     const comment = c.comment(k);
     const op = { add: "+", sub: "-", mul: "*", div: "/" }[k.fn];
-    const side = (o: typeof k.a) => ("scalar" in o ? `(double)${cDouble(o.scalar, `${comment}: a constant`)}` : `(double)${c.buf(o, "an operand")}[i]`);
+    const side = (o: typeof k.a) => ("scalar" in o ? `(double)${cDouble(o.scalar, `${comment}: a constant`)}` : `(double)${c.buf(o)}[i]`);
     return c.target.render("binary", { comment, E: c.elems(c.p.buffers[k.out]!), y: c.bufVar(k.out), expr: `${side(k.a)} ${op} ${side(k.b)}` });
   },
   positions: (k, c) => {
@@ -150,14 +182,14 @@ export const C_EMITTERS = {
     const comment = c.comment(k);
     return c.target.render("positions", { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: cInt(k.offset, `${comment}: offset`), y: c.bufVar(k.out) });
   },
-  copy: (k, c) => c.target.render("copy", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x, "the copied value"), y: c.bufVar(k.out) }),
+  copy: (k, c) => c.target.render("copy", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x), y: c.bufVar(k.out) }),
 } satisfies Partial<Emitters>;
 
 function norm(k: KKernelOf<"rmsnorm"> | KKernelOf<"layernorm">, c: EntryContext): string {
   const xs = c.shapeOf(k.x);
   const comment = c.comment(k);
   return c.target.render(k.op, {
-    comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x, "the input"), w: c.vector(k.w, "a norm weight"),
+    comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x), w: c.vector(k.w, "a norm weight"),
     bias: k.op === "layernorm" ? c.vector(k.b, "a norm bias") : "", y: c.bufVar(k.out), eps: cDouble(k.eps, `${comment}: eps`),
   });
 }

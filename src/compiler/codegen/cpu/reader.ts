@@ -5,22 +5,15 @@
  * trainable, once per run of columns that share it.
  */
 import type { ReaderIR } from "../readers.js";
-import { cCommentText, cFloat, cIdentifier } from "../c/literal.js";
+import { cCommentText, cIdentifier } from "../c/literal.js";
+import { codeValue, valueTable } from "../c/reader-value.js";
 
 export function cpuReader(r: ReaderIR): string {
   const name = cIdentifier(r.name, `format '${r.format}': the reader`);
   const q = `qzo::read_bits(codes + ${r.codeByte}, ${r.codeBit}, ${r.bits})`;
-  let value: string;
-  if (r.value.kind === "table") {
-    value = `${name}_table[q]`;
-  } else {
-    const signed = r.value.signed ? `qzo::sign_extend(q, ${r.bits})` : "(int32_t)q";
-    value = r.value.offset ? `(float)(${signed} - ${r.value.offset})` : `(float)${signed}`;
-  }
-  const lines = [`// format ${cCommentText(`${r.format}: ${r.formula}`)}`];
-  if (r.value.kind === "table") {
-    lines.push(`static const float ${name}_table[${r.value.values.length}] = {${r.value.values.map((v) => cFloat(v, `format '${r.format}': a value of its table`)).join(", ")}};`);
-  }
+  const value = codeValue(r, name);
+  const table = valueTable(r, name);
+  const lines = [`// format ${cCommentText(`${r.format}: ${r.formula}`)}`, ...(table ? [`static const float ${table}`] : [])];
   lines.push(
     `static inline void ${name}(const uint8_t* codes, const float* scales, const float* mins, const float* zeros, int64_t n, float* out, const qzo::Perturb& P, uint32_t t, bool trainable, uint32_t t_min, bool trainable_min) {`,
     `  (void)mins; (void)zeros; (void)t_min; (void)trainable_min;`,

@@ -5,13 +5,10 @@
  * `qzo_manifest` and `qzo_last_error` (the ABI of src/compiler/abi.ts).
  */
 import { buildCpuLibrary } from "../../build/build-cpu.js";
-import { UPDATE_SCALARS } from "../../abi.js";
 import type { Artifact } from "../../pipeline.js";
-import { configInts } from "../../ir/queries.js";
-import { entryContext, loopNest, plannedTemps, scalarView, unsupportedKernels, type CTarget } from "../c/entry.js";
-import { cCommentText, cIdentifier, cInt, cStringLiteral } from "../c/literal.js";
+import { entryContext, loopNest, plannedTemps, programView, scalarView, unsupportedKernels, type CTarget } from "../c/entry.js";
+import { cIdentifier } from "../c/literal.js";
 import { templatesOf } from "../c/templates.js";
-import { distinctReaders } from "../readers.js";
 import type { GeneratedCode, Target } from "../target.js";
 import { CPU_EMITTERS, type CpuContext } from "./emitters.js";
 import { cpuReader } from "./reader.js";
@@ -42,25 +39,7 @@ function generate(a: Artifact): GeneratedCode {
       body: loopNest(c, CPU_EMITTERS, (dst, src, n) => `std::memcpy(${dst}, ${src}, sizeof(float) * (size_t)(${n}));`),
     };
   });
-  const trainables = manifest.trainables;
-  const text = templates.file("program.cpp.njk", {
-    source: cCommentText(m.source),
-    model: cCommentText(m.name),
-    graphs: a.programs.map((p) => p.graph),
-    hash: manifest.inputsHash,
-    passes: a.programs[0]?.passes ?? [],
-    dims: [...configInts(m)].map(([name, value]) => ({ name: `cfg_${name}`, value: cInt(value, `${m.source}: config entry '${name}'`) })),
-    readers: distinctReaders(a.readers).map(cpuReader),
-    manifest: cStringLiteral(JSON.stringify(manifest)),
-    entries,
-    update: {
-      count: trainables.length,
-      nScalars: UPDATE_SCALARS.length,
-      sc: Object.fromEntries(UPDATE_SCALARS.map((n, i) => [n, i])),
-      sizes: trainables.length ? trainables.map((t) => t.size) : [0],
-      floored: trainables.length ? trainables.map((t) => (t.field === "scale" ? 1 : 0)) : [0],
-    },
-  });
+  const text = templates.file("program.cpp.njk", { ...programView(a, manifest, cpuReader), entries });
   return { target: "cpu", files: [{ path: "kernels.cpp", text }, ...templates.headers()], manifest };
 }
 

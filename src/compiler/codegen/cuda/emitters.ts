@@ -25,10 +25,7 @@ interface WeightView {
 
 function weight(c: CudaContext, w: KWeight): WeightView {
   const param = paramOf(c.m, w.param.param);
-  const ptr = (part: WeightSlot["part"], type: string) => {
-    const i = c.slotIndex(w.param, part);
-    return i === undefined ? "nullptr" : `((const ${type}*)${c.target.slotRef(i)})`;
-  };
+  const ptr = (part: WeightSlot["part"], type: string) => c.slotPtr(w.param, part, type);
   const reader = c.a.readers.get(param.name);
   if (!reader) {
     const [rows, cols] = paramShape(c.m, param) as [number, number];
@@ -44,58 +41,58 @@ export const CUDA_EMITTERS: Emitters<CudaContext> = {
   matmul: (k, c) => {
     const xs = c.shapeOf(k.x);
     return c.target.render("matmul", {
-      unfused: c.unfused, comment: c.comment(k), M: c.lead(xs), K: c.lastDim(xs), N: c.dim(c.shapeOf(k.w)[0]!), x: c.buf(k.x, "linear's input"), y: c.bufVar(k.out),
+      unfused: c.unfused, comment: c.comment(k), M: c.lead(xs), K: c.lastDim(xs), N: c.dim(c.shapeOf(k.w)[0]!), x: c.buf(k.x), y: c.bufVar(k.out),
       w: weight(c, k.w), bias: k.bias ? c.vector(k.bias, "a bias") : "nullptr", hasBias: String(Boolean(k.bias)),
-      residual: k.residual ? c.buf(k.residual, "a residual") : "nullptr", hasRes: String(Boolean(k.residual)), act: actCode(k.act), scratch: c.unfused ? c.takeScratch(1) : 0,
+      residual: k.residual ? c.buf(k.residual) : "nullptr", hasRes: String(Boolean(k.residual)), act: actCode(k.act), scratch: c.unfused ? c.takeScratch(1) : 0,
     });
   },
   matmul_glu: (k, c) => {
     const xs = c.shapeOf(k.x);
     return c.target.render("matmul_glu", {
-      comment: c.comment(k), M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x, "the input"), y: c.bufVar(k.out), wGate: weight(c, k.gate), wUp: weight(c, k.up), act: actCode(k.act),
+      comment: c.comment(k), M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x), y: c.bufVar(k.out), wGate: weight(c, k.gate), wUp: weight(c, k.up), act: actCode(k.act),
     });
   },
   matmul_ce: (k, c) => {
     const xs = c.shapeOf(k.x);
     const ts = c.shapeOf(k.tokens);
     return c.target.render("matmul_ce", {
-      comment: c.comment(k), B: c.dim(ts[0]!), T: c.dim(ts[1]!), K: c.lastDim(xs), x: c.buf(k.x, "the input"), w: weight(c, k.w), tokens: c.buf(k.tokens, "tokens"),
-      mask: c.buf(k.mask, "mask"), out: c.bufVar(k.out), scratch: c.takeScratch(5),
+      comment: c.comment(k), B: c.dim(ts[0]!), T: c.dim(ts[1]!), K: c.lastDim(xs), x: c.buf(k.x), w: weight(c, k.w), tokens: c.buf(k.tokens),
+      mask: c.buf(k.mask), out: c.bufVar(k.out), scratch: c.takeScratch(5),
     });
   },
   matmul_distill_ce: (k, c) => {
     const xs = c.shapeOf(k.x);
     const is = c.shapeOf(k.ids);
     return c.target.render("matmul_distill_ce", {
-      comment: c.comment(k), B: c.dim(is[0]!), T: c.dim(is[1]!), Kt: c.dim(is[2]!), K: c.lastDim(xs), x: c.buf(k.x, "the input"), w: weight(c, k.w),
-      ids: c.buf(k.ids, "teacher ids"), probs: c.buf(k.probs, "teacher probs"), mask: c.buf(k.mask, "mask"), out: c.bufVar(k.out), scratch: c.takeScratch(3),
+      comment: c.comment(k), B: c.dim(is[0]!), T: c.dim(is[1]!), Kt: c.dim(is[2]!), K: c.lastDim(xs), x: c.buf(k.x), w: weight(c, k.w),
+      ids: c.buf(k.ids), probs: c.buf(k.probs), mask: c.buf(k.mask), out: c.bufVar(k.out), scratch: c.takeScratch(3),
     });
   },
   distill_ce: (k, c) => {
     const ls = c.shapeOf(k.logits);
     return c.target.render("distill_ce", {
-      comment: c.comment(k), B: c.dim(ls[0]!), T: c.dim(ls[1]!), N: c.lastDim(ls), Kt: c.lastDim(c.shapeOf(k.ids)), logits: c.buf(k.logits, "logits"),
-      ids: c.buf(k.ids, "teacher ids"), probs: c.buf(k.probs, "teacher probs"), mask: c.buf(k.mask, "mask"), out: c.bufVar(k.out), scratch: c.takeScratch(2),
+      comment: c.comment(k), B: c.dim(ls[0]!), T: c.dim(ls[1]!), N: c.lastDim(ls), Kt: c.lastDim(c.shapeOf(k.ids)), logits: c.buf(k.logits),
+      ids: c.buf(k.ids), probs: c.buf(k.probs), mask: c.buf(k.mask), out: c.bufVar(k.out), scratch: c.takeScratch(2),
     });
   },
   next_token_ce: (k, c) => {
     const ls = c.shapeOf(k.logits);
     return c.target.render("next_token_ce", {
-      comment: c.comment(k), B: c.dim(ls[0]!), T: c.dim(ls[1]!), N: c.lastDim(ls), logits: c.buf(k.logits, "logits"), tokens: c.buf(k.tokens, "tokens"),
-      mask: c.buf(k.mask, "mask"), out: c.bufVar(k.out), scratch: c.takeScratch(2),
+      comment: c.comment(k), B: c.dim(ls[0]!), T: c.dim(ls[1]!), N: c.lastDim(ls), logits: c.buf(k.logits), tokens: c.buf(k.tokens),
+      mask: c.buf(k.mask), out: c.bufVar(k.out), scratch: c.takeScratch(2),
     });
   },
   embedding: (k, c) => {
     const ts = c.shapeOf(k.table);
     const ids = c.shapeOf(k.ids);
     return c.target.render("embedding", {
-      comment: c.comment(k), M: ids.map((d) => `(${c.dim(d)})`).join(" * ") || "1", K: c.dim(ts[1]!), ids: c.buf(k.ids, "ids"), y: c.bufVar(k.out), w: weight(c, k.table),
+      comment: c.comment(k), M: ids.map((d) => `(${c.dim(d)})`).join(" * ") || "1", K: c.dim(ts[1]!), ids: c.buf(k.ids), y: c.bufVar(k.out), w: weight(c, k.table),
     });
   },
   softmax: null,
   candidate_ce: null,
   mse: (k, c) =>
     c.target.render("mse", {
-      comment: c.comment(k), E: c.elems(c.p.buffers[k.pred.buffer]!), pred: c.buf(k.pred, "the prediction"), target: c.buf(k.target, "the target"), out: c.bufVar(k.out), scratch: c.takeScratch(1),
+      comment: c.comment(k), E: c.elems(c.p.buffers[k.pred.buffer]!), pred: c.buf(k.pred), target: c.buf(k.target), out: c.bufVar(k.out), scratch: c.takeScratch(1),
     }),
 };

@@ -5,23 +5,17 @@
  * (n, c), as qzo::RdF32 documents (templates/cuda/include/qzo/readers.cuh).
  */
 import type { ReaderIR } from "../readers.js";
-import { cCommentText, cFloat, cIdentifier } from "../c/literal.js";
+import { cCommentText, cIdentifier } from "../c/literal.js";
+import { codeValue, valueTable } from "../c/reader-value.js";
 
 export function cudaReader(r: ReaderIR): string {
   const name = cIdentifier(r.name, `format '${r.format}': the reader`);
-  let value: string;
-  if (r.value.kind === "table") {
-    value = `${name}_table[q]`;
-  } else {
-    const signed = r.value.signed ? `qzo::sign_extend(q, ${r.bits})` : "(int32_t)q";
-    value = r.value.offset ? `(float)(${signed} - ${r.value.offset})` : `(float)${signed}`;
-  }
+  const value = codeValue(r, name);
+  const table = valueTable(r, name);
   const split = r.scaleRun > 0 && r.scaleRun % 16 === 0;
   return [
     `// format ${cCommentText(`${r.format}: ${r.formula}`)}`,
-    ...(r.value.kind === "table"
-      ? [`__device__ static const float ${name}_table[${r.value.values.length}] = {${r.value.values.map((v) => cFloat(v, `format '${r.format}': a value of its table`)).join(", ")}};`]
-      : []),
+    ...(table ? [`__device__ static const float ${table}`] : []),
     `struct ${name} {`,
     `  static constexpr int64_t ROWS = ${r.rows}, COLS = ${r.cols};`,
     `  static constexpr bool SPLIT = ${split}, HAS_MIN = ${r.min};`,

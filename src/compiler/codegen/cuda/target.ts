@@ -9,13 +9,11 @@
  * `qzo_cuda_stats` and, per graph, `qzo_time_<graph>` (docs/CUDA.md).
  */
 import { buildCudaLibrary } from "../../build/build-cuda.js";
-import { UPDATE_SCALARS } from "../../abi.js";
 import type { Artifact } from "../../pipeline.js";
-import { configInts } from "../../ir/queries.js";
-import { cExpr, entryContext, loopNest, plannedTemps, scalarView, unsupportedKernels, type CTarget } from "../c/entry.js";
-import { cCommentText, cIdentifier, cInt, cStringLiteral } from "../c/literal.js";
+import { renameNames } from "../../ir/int-expr.js";
+import { entryContext, loopNest, plannedTemps, programView, scalarView, unsupportedKernels, type CTarget } from "../c/entry.js";
+import { cCommentText, cIdentifier } from "../c/literal.js";
 import { templatesOf } from "../c/templates.js";
-import { distinctReaders } from "../readers.js";
 import type { GeneratedCode, Target } from "../target.js";
 import { CUDA_EMITTERS, type CudaContext } from "./emitters.js";
 import { cudaReader } from "./reader.js";
@@ -26,7 +24,6 @@ const templates = templatesOf("cuda");
 function entryView(a: Artifact, p: Artifact["programs"][number]) {
   const target: CTarget = { name: "CUDA", slotRef: (i) => `W[${i}]`, render: templates.macro };
   const base = entryContext(a, p, target);
-  const ints = configInts(a.module);
   // Workspace indices: planned slots first, then the graph's inputs and output, then kernel scratch.
   const { temps, slots, views } = plannedTemps(base);
   const nPlanned = temps.length ? Math.max(...temps.map((b) => b.slot!)) + 1 : 0;
@@ -47,7 +44,7 @@ function entryView(a: Artifact, p: Artifact["programs"][number]) {
   const body = loopNest(c, CUDA_EMITTERS, (dst, src, n) => `QZO_CHECK(cudaMemcpyAsync(${dst}, ${src}, sizeof(float) * (size_t)(${n}), cudaMemcpyDeviceToDevice, st), "loop-carried copy");`);
   const { sc, free, nPtrs, nScalars } = scalarView(c);
   // The output's size from the scalars alone (outside graph_<name>, where no dim_* variables exist).
-  const dimHost = (d: string) => cExpr(d, (n) => (ints.has(n) ? `gen::cfg_${n}` : sc[`dim:${n}`] !== undefined ? `((int64_t)sc[${sc[`dim:${n}`]}])` : `dim_${n}`));
+  const dimHost = (d: string) => renameNames(d, (n) => (c.ints.has(n) ? `gen::cfg_${n}` : sc[`dim:${n}`] !== undefined ? `((int64_t)sc[${sc[`dim:${n}`]}])` : `dim_${n}`));
   return {
     graph: cIdentifier(p.graph, `${a.module.source}: graph`),
     role: p.role,
@@ -73,29 +70,15 @@ function entryView(a: Artifact, p: Artifact["programs"][number]) {
 }
 
 function generate(a: Artifact): GeneratedCode {
-  const m = a.module;
   const manifest = { ...a.manifest, target: "cuda" as const };
   const trainables = manifest.trainables;
+  const base = programView(a, manifest, cudaReader);
   const text = templates.file("program.cu.njk", {
-    source: cCommentText(m.source),
-    model: cCommentText(m.name),
-    graphs: a.programs.map((p) => p.graph),
+    ...base,
     unfused: a.pipeline === "unfused",
-    hash: manifest.inputsHash,
-    passes: a.programs[0]?.passes ?? [],
-    dims: [...configInts(m)].map(([name, value]) => ({ name: `cfg_${name}`, value: cInt(value, `${m.source}: config entry '${name}'`) })),
-    readers: distinctReaders(a.readers).map(cudaReader),
-    manifest: cStringLiteral(JSON.stringify(manifest)),
     slotBytes: manifest.weights.map((s) => s.bytes),
     entries: a.programs.map((p) => entryView(a, p)),
-    update: {
-      count: trainables.length,
-      nScalars: UPDATE_SCALARS.length,
-      sc: Object.fromEntries(UPDATE_SCALARS.map((n, i) => [n, i])),
-      slots: trainables.length ? trainables.map((t) => t.slot) : [0],
-      sizes: trainables.length ? trainables.map((t) => t.size) : [0],
-      floored: trainables.length ? trainables.map((t) => (t.field === "scale" ? 1 : 0)) : [0],
-    },
+    update: { ...base.update, slots: trainables.length ? trainables.map((t) => t.slot) : [0] },
   });
   return { target: "cuda", files: [{ path: "kernels.cu", text }, ...templates.headers()], manifest };
 }

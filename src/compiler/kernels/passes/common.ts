@@ -37,6 +37,22 @@ export function rewriteSteps(p: KProgram, name: string, f: (steps: readonly KSte
   return { ...p, steps: walk(p.steps), passes: [...p.passes, name] };
 }
 
+/**
+ * A fusion pass: each step list is rebuilt step by step, and `fuse(s, done, uses)` may return the
+ * list so far with kernel `s` fused into it (undefined: `s` is appended as it is).
+ */
+export function fusionPass(name: string, fuse: (s: KKernel, done: readonly KStep[], uses: ReadonlyMap<number, number>) => KStep[] | undefined): KernelPass {
+  return {
+    name,
+    run: (p) =>
+      rewriteSteps(p, name, (steps, uses) => {
+        let out: KStep[] = [];
+        for (const s of steps) out = (s.kind === "kernel" && fuse(s, out, uses)) || [...out, s];
+        return out;
+      }),
+  };
+}
+
 /** The kernel of `steps` that writes `buffer`. */
 export function producer(steps: readonly KStep[], buffer: number): KKernel | undefined {
   return steps.find((s): s is KKernel => s.kind === "kernel" && s.out === buffer);

@@ -3,7 +3,7 @@
  * a residual, when nothing else reads the matmul's result, becomes one matmul with that epilogue.
  */
 import { isBuf, operandsOf, type Activation, type KBuf, type KKernel, type KKernelOf, type KStep } from "../kernel-ir.js";
-import { producer, replaced, rewriteSteps, type KernelPass } from "./common.js";
+import { producer, replaced, fusionPass, type KernelPass } from "./common.js";
 
 const ACTIVATIONS: readonly string[] = ["silu", "gelu", "relu"] satisfies Activation[];
 
@@ -35,12 +35,4 @@ function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, numbe
   return undefined;
 }
 
-export const fuseEpilogues: KernelPass = {
-  name: "fuse-epilogues",
-  run: (p) =>
-    rewriteSteps(p, "fuse-epilogues", (steps, uses) => {
-      let out: KStep[] = [];
-      for (const s of steps) out = (s.kind === "kernel" && fuse(s, out, uses)) || [...out, s];
-      return out;
-    }),
-};
+export const fuseEpilogues: KernelPass = fusionPass("fuse-epilogues", fuse);

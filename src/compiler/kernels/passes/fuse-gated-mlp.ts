@@ -3,7 +3,7 @@
  * or residual, and read by nothing else, becomes one `matmul_glu` kernel reading x once (SwiGLU).
  */
 import { isBuf, type KKernel, type KStep } from "../kernel-ir.js";
-import { producer, rewriteSteps, type KernelPass } from "./common.js";
+import { producer, fusionPass, type KernelPass } from "./common.js";
 
 function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, number>): KStep[] | undefined {
   if (s.op !== "binary" || s.fn !== "mul" || !isBuf(s.a) || !isBuf(s.b)) return undefined;
@@ -19,12 +19,4 @@ function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, numbe
   ];
 }
 
-export const fuseGatedMlp: KernelPass = {
-  name: "fuse-gated-mlp",
-  run: (p) =>
-    rewriteSteps(p, "fuse-gated-mlp", (steps, uses) => {
-      let out: KStep[] = [];
-      for (const s of steps) out = (s.kind === "kernel" && fuse(s, out, uses)) || [...out, s];
-      return out;
-    }),
-};
+export const fuseGatedMlp: KernelPass = fusionPass("fuse-gated-mlp", fuse);

@@ -4,7 +4,7 @@
  * logits at a time and reduces them; the [B, T, V] logits are never stored.
  */
 import type { KKernel, KStep } from "../kernel-ir.js";
-import { producer, rewriteSteps, type KernelPass } from "./common.js";
+import { producer, fusionPass, type KernelPass } from "./common.js";
 
 function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, number>): KStep[] | undefined {
   if (s.op !== "next_token_ce" && s.op !== "distill_ce") return undefined;
@@ -16,12 +16,4 @@ function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, numbe
   return [...rest, { kind: "kernel", op: "matmul_distill_ce", x: mm.x, w: mm.w, ids: s.ids, probs: s.probs, mask: s.mask, out: s.out, from }];
 }
 
-export const fuseLmHeadCe: KernelPass = {
-  name: "fuse-lm-head-ce",
-  run: (p) =>
-    rewriteSteps(p, "fuse-lm-head-ce", (steps, uses) => {
-      let out: KStep[] = [];
-      for (const s of steps) out = (s.kind === "kernel" && fuse(s, out, uses)) || [...out, s];
-      return out;
-    }),
-};
+export const fuseLmHeadCe: KernelPass = fusionPass("fuse-lm-head-ce", fuse);

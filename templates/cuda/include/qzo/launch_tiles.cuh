@@ -6,6 +6,7 @@
 #include "dequant.cuh"
 #include "tiles.cuh"
 #include "pipe.cuh"
+#include "memory.cuh"
 
 namespace qzo {
 

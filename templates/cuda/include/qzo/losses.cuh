@@ -129,37 +129,27 @@ __global__ void ce_final(int64_t rows, const double* num, const double* den, flo
 
 // ---------------------------------------------------------------------------------------------
 // Mean squared error: each block sums (pred - target)^2 over a grid-stride slice in double, one
-// block adds the partial sums in order (deterministic for a fixed grid) and divides by E.
+// block adds the partial sums (deterministic for a fixed grid) and divides by E.
 // ---------------------------------------------------------------------------------------------
 constexpr int kMseBlocks = 1024;
 
 __global__ void mse_partial(int64_t E, const float* pred, const float* target, double* partial) {
-  __shared__ double a[256];
+  __shared__ double red[32];
   double x = 0.0;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < E; i += (int64_t)gridDim.x * blockDim.x) {
     const double d = (double)pred[i] - (double)target[i];
     x += d * d;
   }
-  a[threadIdx.x] = x;
-  __syncthreads();
-  for (int o = 128; o > 0; o >>= 1) {
-    if ((int)threadIdx.x < o) a[threadIdx.x] += a[threadIdx.x + o];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.x] = a[0];
+  x = block_sum(x, red);
+  if (threadIdx.x == 0) partial[blockIdx.x] = x;
 }
 
 __global__ void mse_final(int64_t blocks, int64_t E, const double* partial, float* out) {
-  __shared__ double a[256];
+  __shared__ double red[32];
   double x = 0.0;
   for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) x += partial[b];
-  a[threadIdx.x] = x;
-  __syncthreads();
-  for (int o = 128; o > 0; o >>= 1) {
-    if ((int)threadIdx.x < o) a[threadIdx.x] += a[threadIdx.x + o];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[0] = (float)(a[0] / (double)E);
+  x = block_sum(x, red);
+  if (threadIdx.x == 0) out[0] = (float)(x / (double)E);
 }
 
 }  // namespace qzo

@@ -1,19 +1,8 @@
 #pragma once
-// RMSNorm and LayerNorm, one block per row, in double (block_sum).
+// RMSNorm and LayerNorm, one block per row, in double (block_sum, common.cuh).
 #include "common.cuh"
 
 namespace qzo {
-
-__device__ static inline double block_sum(double v, double* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  double s = 0.0;
-  for (int w = 0; w < (int)(blockDim.x >> 5); w++) s += red[w];
-  return s;
-}
 
 __global__ void rmsnorm_kernel(int64_t D, double eps, const float* x, const float* gw, float* y) {
   __shared__ double red[32];

@@ -1,0 +1,35 @@
+/**
+ * The specs and formats every backend is checked on (the CPU kernels against the interpreter, the
+ * CUDA compile test, the GPU check): each shipped format in a small Llama, OPT with GPTQ, and the
+ * fixture-only formats. `id` names a case in files, `name` in test titles.
+ */
+export const SMALL = { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, n_kv_heads: 2, vocab: 256, seq_len: 64 };
+
+export interface SpecCase {
+  id: string;
+  name: string;
+  spec: string;
+  overrides: Record<string, string | number>;
+}
+
+export const SPEC_CASES: readonly SpecCase[] = [
+  { id: "llama-q4_0", name: "llama q4_0", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "q4_0" } },
+  { id: "llama-q8_0-embq4_0", name: "llama q8_0 with a Q4_0 embedding table", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "q8_0", embed: "q4_0" } },
+  { id: "llama-q4_1", name: "llama q4_1 (min)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "q4_1" } },
+  { id: "llama-gptq_int4", name: "llama gptq_int4 (zero-points, separate tensors)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "gptq_int4" } },
+  { id: "llama-nf4", name: "llama nf4 (lookup table)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "nf4" } },
+  { id: "llama-f16-fallback", name: "llama f16 fallback for ffn_down", spec: "models/llama.qzo", overrides: { ...SMALL, hidden: 172, weight: "q4_0" } },
+  {
+    id: "opt-gptq_int4",
+    name: "opt gptq_int4 (LayerNorm, biases, learned positions, ReLU)",
+    spec: "models/opt.qzo",
+    overrides: { dim: 128, hidden: 256, n_layers: 2, n_heads: 4, vocab: 256, max_positions: 64 },
+  },
+  { id: "tiny_q5", name: "fixture-only q5_sym", spec: "test/fixtures/specs/tiny_q5.qzo", overrides: {} },
+  {
+    id: "tiny_layouts",
+    name: "fixture-only layouts: bf16 row scales, records along the rows with a min, packed signed zero-points",
+    spec: "test/fixtures/specs/tiny_layouts.qzo",
+    overrides: {},
+  },
+];
