@@ -22,17 +22,16 @@ import { printKernels } from "./compiler/kernels/print.js";
 import { compileArtifact, defaultGraphs } from "./compiler/pipeline.js";
 import type { Backend } from "./runtime/backends/backend.js";
 import { selectBackend, type Device } from "./runtime/backends/select.js";
-import { loadDataset } from "./runtime/data/dataset.js";
-import { exportModel, type ExportResult } from "./runtime/export/export.js";
+import { exportCheckpoint, type ExportResult } from "./runtime/export/export.js";
 import { generate as generateText, type Forward } from "./runtime/infer/generate.js";
 import { perplexity as scoreText, type PerplexityResult } from "./runtime/infer/perplexity.js";
 import { bindModel, type BoundModel } from "./runtime/load/bind.js";
 import { modelTokenizer } from "./runtime/load/tokenizer.js";
 import type { Tokenizer } from "./runtime/tokenizer/index.js";
-import { loadScalesCheckpoint, modelSha256 } from "./runtime/train/checkpoint.js";
+import { modelSha256 } from "./runtime/train/checkpoint.js";
 import type { ProgressState } from "./runtime/train/progress.js";
-import { lossFor, runTraining, vocabOf, windowLength, type TrainRunResult } from "./runtime/train/run.js";
-import { scoreDataset, type DatasetScore, type TrainHyper } from "./runtime/train/trainer.js";
+import { evaluateData, runTraining, vocabOf, type TrainRunResult } from "./runtime/train/run.js";
+import type { DatasetScore, TrainHyper } from "./runtime/train/trainer.js";
 import { QzoError } from "./util/errors.js";
 
 export { CompileError, QzoError };
@@ -112,6 +111,8 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     }
     return b;
   };
+  let sha: string | undefined;
+  const modelSha = () => (sha ??= modelSha256(path));
   return {
     path,
     module: m,
@@ -120,18 +121,14 @@ export function loadModel(path: string, opts: LoadOptions = {}): Model {
     generate: (prompt, g = {}) =>
       generateText(m, run(m.train.loss || "lm").forward, tokenizer, { prompt, steps: g.steps ?? 64, temperature: g.temperature ?? 1, seed: g.seed ?? 0 }).text,
     perplexity: (text) => scoreText(m, (b) => run("lm").backend.loss(b), tokenizer, text, "text"),
-    evaluate(dataFile, e = {}) {
-      const { ctx, seqLen } = windowLength(m, e.seqLen);
-      const ds = loadDataset(dataFile, tokenizer, seqLen, ctx);
-      const { backend, forward } = run(ds.kind === "classify" ? "lm" : lossFor(m, ds));
-      if (e.checkpoint) backend.setValues(loadScalesCheckpoint(e.checkpoint, { trainables: backend.trainables, modelSha256: modelSha256(path) }).values);
-      return scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, e.batch ?? 16);
-    },
-    export(checkpoint, out) {
-      const trainables = run(m.train.loss || "lm").backend.trainables;
-      const c = loadScalesCheckpoint(checkpoint, { trainables, modelSha256: modelSha256(path) });
-      return exportModel(bound, trainables, c.values, out);
-    },
+    evaluate: (dataFile, e = {}) =>
+      evaluateData(bound, tokenizer, dataFile, run, {
+        ...(e.checkpoint ? { checkpoint: e.checkpoint } : {}),
+        ...(e.seqLen !== undefined ? { seqLen: e.seqLen } : {}),
+        batch: e.batch ?? 16,
+        modelSha,
+      }),
+    export: (checkpoint, out) => exportCheckpoint(bound, checkpoint, out, modelSha),
   };
 }
 

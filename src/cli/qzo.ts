@@ -18,12 +18,10 @@ import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { loadDataset } from "../runtime/data/dataset.js";
 import { teacherTargets, tokenizerSha256, writeDistillData } from "../runtime/data/distill.js";
-import { exportModel } from "../runtime/export/export.js";
-import { trainableTensors } from "../runtime/interpret/interpreter.js";
+import { exportCheckpoint } from "../runtime/export/export.js";
 import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.js";
-import { loadScalesCheckpoint, modelSha256 } from "../runtime/train/checkpoint.js";
-import { DEFAULT_SEQ_LEN, lossFor, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
-import { scoreDataset } from "../runtime/train/trainer.js";
+import { modelSha256 } from "../runtime/train/checkpoint.js";
+import { DEFAULT_SEQ_LEN, evaluateData, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
 import { CHART_FILE, writeReport } from "../runtime/report/run-report.js";
 import { runBench, type BenchDevice } from "../runtime/bench/suite.js";
 import { formatBench, recordBench } from "../runtime/bench/table.js";
@@ -293,12 +291,9 @@ modelOptions(program.command("export").description("write a model with the train
   .requiredOption("--checkpoint <file>", "a scales checkpoint (RUN_DIR/scales.safetensors or best.safetensors)")
   .requiredOption("--out <path>", "the output file (directory for a Hugging Face model)")
   .action((o: ModelOpts & { checkpoint: string; out: string }) => {
-    if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
     const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
-    const trainables = trainableTensors(bound.module);
-    const c = loadScalesCheckpoint(o.checkpoint, { trainables, modelSha256: modelSha256(o.model) });
-    const r = exportModel(bound, trainables, c.values, o.out);
-    process.stderr.write(`qzo export: wrote ${r.path} (${r.tensors} trained tensors from step ${c.step})\n`);
+    const r = exportCheckpoint(bound, o.checkpoint, o.out, () => modelSha256(o.model));
+    process.stderr.write(`qzo export: wrote ${r.path} (${r.tensors} trained tensors from step ${r.step})\n`);
   });
 
 modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling or distillation data) of a model"))
@@ -309,16 +304,12 @@ modelOptions(program.command("eval").description("accuracy (classification data)
   .option("--json", "print one JSON line")
   .action((o: ModelOpts & { data: string; checkpoint?: string; seqLen?: number; batch: number; json?: boolean }) => {
     const { bound, tok } = load(o);
-    const m = bound.module;
-    const { ctx, seqLen } = windowLength(m, o.seqLen);
-    const ds = loadDataset(o.data, tok, seqLen, ctx);
-    const { backend, forward } = selectBackend(bound, ds.kind === "classify" ? "lm" : lossFor(m, ds), o.device);
-    if (o.checkpoint) {
-      if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
-      const c = loadScalesCheckpoint(o.checkpoint, { trainables: backend.trainables, modelSha256: modelSha256(o.model) });
-      backend.setValues(c.values);
-    }
-    const r = scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch);
+    const r = evaluateData(bound, tok, o.data, (loss) => selectBackend(bound, loss, o.device), {
+      ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
+      ...(o.seqLen !== undefined ? { seqLen: o.seqLen } : {}),
+      batch: o.batch,
+      modelSha: () => modelSha256(o.model),
+    });
     if (o.json) {
       process.stdout.write(JSON.stringify(r.kind === "lm" ? { ...r, ppl: Math.exp(r.loss) } : r) + "\n");
     } else if (r.kind === "lm") {

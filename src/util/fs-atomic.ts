@@ -2,6 +2,15 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmS
 import { dirname, join } from "node:path";
 import { QzoError } from "./errors.js";
 
+/** Removes a temporary file if it is there; never throws (the error being reported matters more). */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // e.g. ENOTDIR: the temporary file was never created
+  }
+}
+
 /**
  * Writes a file so that readers see either the old or the whole new content:
  * write to a temporary file beside it, then rename over the target.
@@ -13,7 +22,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     writeFileSync(tmp, data);
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     throw e;
   }
 }
@@ -24,10 +33,10 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
  * is a QzoError ("PATH: cannot write the WHAT: ..."; a QzoError from `write` passes as it is).
  */
 export function writeStreamAtomic(path: string, what: string, write: (put: (bytes: Uint8Array) => void) => void): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   let fd: number | undefined;
   try {
+    mkdirSync(dirname(path), { recursive: true });
     fd = openSync(tmp, "w");
     const put = (b: Uint8Array) => {
       for (let done = 0; done < b.byteLength; ) done += writeSync(fd!, b, done, b.byteLength - done);
@@ -39,7 +48,7 @@ export function writeStreamAtomic(path: string, what: string, write: (put: (byte
     renameSync(tmp, path);
   } catch (e) {
     if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     if (e instanceof QzoError) throw e;
     throw new QzoError(`${path}: cannot write the ${what}: ${(e as Error).message}`);
   }

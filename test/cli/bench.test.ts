@@ -61,4 +61,12 @@ describe("qzo bench", () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
   });
+
+  it("a --spec without the lm loss it times is one line naming the spec", async () => {
+    const r = await qzo("bench", "--quick", "--no-forward", "--spec", "models/bench/matmul.qzo");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.split("\n").filter((l) => !l.startsWith("qzo bench: "))).toEqual([
+      "qzo: models/bench/matmul.qzo: qzo bench times the 'lm' loss (next-token cross-entropy over tokens and a mask), and this spec has no graph 'lm'",
+    ]);
+  }, 120_000);
 });

@@ -89,4 +89,12 @@ describe("qzoc", () => {
     const r = await qzoc("fmt", "--check", "models/llama.qzo", "models/opt.qzo", "models/formats/gguf.qzo", "models/formats/gptq.qzo", "models/formats/nf4.qzo");
     expect(r.exitCode).toBe(0);
   });
+
+  it("a graph a target has no kernel for is one line naming it, and what to do", async () => {
+    const spec = join(mkdtempSync(join(tmpdir(), "qzo-softmax-")), "sm.qzo");
+    writeFileSync(spec, "model sm {\n  config {\n    n: int = 8\n  }\n\n  graph forward(x: f32[B, n]) -> f32[B, n] {\n    return softmax(x)\n  }\n}\n");
+    const r = await qzoc("compile", spec, "--emit", "cpp");
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe(`qzoc: ${spec}: the CPU code generator has no kernel for softmax (%1 = softmax (${spec}:7:12)); choose other --graphs`);
+  });
 });

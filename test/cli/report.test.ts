@@ -19,7 +19,11 @@ const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/go
 if (!CHROMIUM && process.env["QZO_REQUIRE_CHROMIUM"]) throw new Error("QZO_REQUIRE_CHROMIUM is set but no Chromium is installed (apt-get install chromium)");
 if (!CHROMIUM) console.warn("report.test.ts: no Chromium found (apt-get install chromium): the rendering test is skipped");
 
-async function trainedRun(): Promise<string> {
+/** One 40-step run that both tests read (trained once). */
+let trained: Promise<string> | undefined;
+const trainedRun = (): Promise<string> => (trained ??= train());
+
+async function train(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), "qzo-report-"));
   const data = join(dir, "stories.txt");
   writeFileSync(data, Array.from({ length: 24 }, (_, i) => `Once upon a time, story ${i}: a little girl named Lily played in the park with her dog.`).join("\n\n") + "\n");
@@ -72,4 +76,16 @@ describe("pictures of a run", () => {
     expect(orange).toBeGreaterThan(100);
     expect(blue).toBeGreaterThan(100);
   }, 120_000);
+
+  it("qzo report on a directory that is not a run, or whose run.json is damaged, is one line and exit code 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qzo-report-bad-"));
+    const empty = await qzo("report", dir);
+    expect(empty.exitCode).toBe(1);
+    expect(empty.stderr).toBe(`qzo: ${dir}: not a run directory (expected run.json and log.jsonl)`);
+    writeFileSync(join(dir, "run.json"), "{ torn");
+    writeFileSync(join(dir, "log.jsonl"), "");
+    const torn = await qzo("report", dir);
+    expect(torn.exitCode).toBe(1);
+    expect(torn.stderr).toBe(`qzo: ${join(dir, "run.json")}: not valid JSON`);
+  });
 });

@@ -153,4 +153,13 @@ describe("a run directory cannot lose data", () => {
     oneLine(l);
     expect(l.stderr).toContain("a link to a directory that does not exist");
   }, 60_000);
+
+  it("an --out that is a file, not a directory, is a usage error in one line", async () => {
+    const file = join(tmp(), "run");
+    writeFileSync(file, "not a run\n");
+    const r = await qzo("train", "--model", Q4, "--data", dataFile(), "--out", file, "--steps", "1", ...SMALL);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe(`qzo: ${file}: exists and is not a directory`);
+    expect(readFileSync(file, "utf8")).toBe("not a run\n");
+  });
 });

@@ -13,7 +13,7 @@ import { execa, execaSync } from "execa";
 import { describe, expect, it } from "vitest";
 import { checkFile } from "../../src/compiler/check.js";
 import { CompileError, diagnosticHeadline } from "../../src/compiler/diagnostics.js";
-import { cCommentText, cStringLiteral } from "../../src/compiler/codegen/c/literal.js";
+import { cCommentText, cDouble, cIdentifier, cInt, cStringLiteral } from "../../src/compiler/codegen/c/literal.js";
 import { TARGETS } from "../../src/compiler/codegen/targets.js";
 import { compileArtifact } from "../../src/compiler/pipeline.js";
 import { openKernelLibrary } from "../../src/native/index.js";
@@ -148,4 +148,11 @@ describe("numbers that cannot be compiled are refused where they come from", () 
     expect(r.stderr).toMatch(/^.*llama\.qzo:\d+:\d+: error: config entry 'rope_theta' is Infinity/m);
     expect(existsSync(join(dir, "out"))).toBe(false);
   }, 30_000);
+
+  it("the C emitter itself refuses what it cannot print exactly (the last line of defence)", () => {
+    expect(() => cInt(2 ** 60, "config entry 'dim'")).toThrow(/^config entry 'dim' is 1152921504606847000, not an integer between -2\^53 and 2\^53; it cannot be compiled$/);
+    expect(() => cInt(1.5, "heads")).toThrow(/^heads is 1\.5, not an integer/);
+    expect(() => cDouble(Number.NaN, "theta")).toThrow(/^theta is NaN, not a finite number; it cannot be compiled$/);
+    expect(() => cIdentifier("x; system(\"id\")", "graph")).toThrow(/^graph "x; system\(\\"id\\"\)" is not an identifier; it cannot be compiled$/);
+  });
 });

@@ -148,4 +148,10 @@ describe("symbolic arithmetic follows the language exactly", () => {
     expect(m.config.find((c) => c.name === "words")).toMatchObject({ value: { value: 11, expr: "(hidden + 15) / 16" }, expansion: "((hidden + 15)/16)" });
     expect(m.params.find((p) => p.name === "v")!.type.shape.map((d) => evalIntExpr(d, { hidden: 172 }))).toEqual([11, 172]);
   });
+
+  it("evaluation errors name the expression: division or remainder by zero, unbound names", () => {
+    expect(() => evalIntExpr("dim / (n - n)", { dim: 8, n: 2 })).toThrow(/^integer expression 'dim \/ \(n - n\)': division by zero$/);
+    expect(() => evalIntExpr("dim % zero", { dim: 8, zero: 0 })).toThrow(/^integer expression 'dim % zero': remainder by zero$/);
+    expect(() => evalIntExpr("a * b + c", { a: 1 })).toThrow(/^cannot evaluate the integer expression 'a \* b \+ c': unbound names b, c$/);
+  });
 });

@@ -4,7 +4,7 @@
  * our reader and by node-llama-cpp's independent GGUF parser; bad tensor data is refused
  * without leaving a file.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -98,5 +98,14 @@ describe("the GGUF writer", () => {
     expect(() => writeGguf(out, [], [{ name: "w", dtype: "Q4_0", shape: [2, 32], data: new Uint8Array(35) }])).toThrow(QzoError);
     expect(() => writeGguf(out, [], [{ name: "w", dtype: "Q4_0", shape: [2, 32], data: new Uint8Array(35) }])).toThrow(/tensor "w" \(Q4_0 \[2, 32\]\) has 35 bytes: expected 36/);
     expect(existsSync(join(dir, "bad")) ? readdirSync(join(dir, "bad")) : []).toEqual([]);
+  });
+
+  it("an unknown tensor type, or a place it cannot write, is one QzoError naming the file", () => {
+    const out = join(dir, "unknown.gguf");
+    expect(() => writeGguf(out, [], [{ name: "w", dtype: "Q9_9", shape: [32], data: new Uint8Array(32) }])).toThrow(/unknown\.gguf: tensor "w": unknown ggml type Q9_9$/);
+    const file = join(dir, "a-file");
+    writeFileSync(file, "");
+    expect(() => writeGguf(join(file, "x.gguf"), [], [])).toThrow(QzoError);
+    expect(() => writeGguf(join(file, "x.gguf"), [], [])).toThrow(/^.*a-file\/x\.gguf: cannot write the GGUF file: /);
   });
 });

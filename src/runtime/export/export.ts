@@ -29,7 +29,8 @@ import * as path from "node:path";
 import type { ModuleIR, ParamIR, SourceNameIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { removeStaleTemps } from "../../util/fs-atomic.js";
-import type { TrainableTensor } from "../interpret/interpreter.js";
+import { trainableTensors, type TrainableTensor } from "../interpret/interpreter.js";
+import { loadScalesCheckpoint } from "../train/checkpoint.js";
 import type { BoundModel, StoredWeight } from "../load/bind.js";
 import type { TensorInfo } from "../model-files/index.js";
 import { f32BitsToBf16Bits, f32BitsToF16Bits } from "../../util/float-bits.js";
@@ -431,4 +432,15 @@ function makeWritable(p: string): void {
   const st = fs.statSync(p);
   fs.chmodSync(p, st.mode | 0o200);
   if (st.isDirectory()) for (const e of fs.readdirSync(p)) makeWritable(path.join(p, e));
+}
+
+/**
+ * Writes the model with a scales checkpoint's trained values (checked against the model file by
+ * `modelSha`), in the input's format; the result says which step the values are from.
+ */
+export function exportCheckpoint(bound: BoundModel, checkpoint: string, out: string, modelSha: () => string): ExportResult & { step: number } {
+  if (!fs.existsSync(checkpoint)) throw new QzoError(`${checkpoint}: no such file`);
+  const trainables = trainableTensors(bound.module);
+  const c = loadScalesCheckpoint(checkpoint, { trainables, modelSha256: modelSha() });
+  return { ...exportModel(bound, trainables, c.values, out), step: c.step };
 }

@@ -13,16 +13,19 @@ import type { ConfigOverrides } from "../../compiler/sema/check.js";
 import { configInt, contextLength } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
+import type { Backend } from "../backends/backend.js";
 import { selectBackend, type Device } from "../backends/select.js";
 import { datasetSize, loadDataset, makeBatch, type Dataset } from "../data/dataset.js";
 import { exportModel } from "../export/export.js";
-import { bindModel } from "../load/bind.js";
+import type { Forward } from "../infer/generate.js";
+import { bindModel, type BoundModel } from "../load/bind.js";
 import { modelTokenizer } from "../load/tokenizer.js";
+import type { Tokenizer } from "../tokenizer/index.js";
 import { loadScalesCheckpoint, modelSha256 } from "./checkpoint.js";
 import { writeLossChart } from "../report/run-report.js";
 import type { ProgressState } from "./progress.js";
 import { RUN_FILE, openRunDir } from "./run-dir.js";
-import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, subset, train, type TrainData, type TrainHyper } from "./trainer.js";
+import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, scoreDataset, subset, train, type DatasetScore, type TrainData, type TrainHyper } from "./trainer.js";
 
 export const DEFAULT_SEQ_LEN = 128;
 
@@ -38,6 +41,29 @@ export function windowLength(m: ModuleIR, requested: number | undefined): { ctx:
 }
 
 /** The loss graph for a data set: the spec's train.loss when its inputs are the batch's, else the graph named after the data kind. */
+/** A backend for a loss graph, and the forward graph as a function (what `selectBackend` gives). */
+export type BackendFor = (loss: string) => { backend: Backend; forward: Forward };
+
+/**
+ * Scores a data file (accuracy, or mean loss), optionally with a scales checkpoint's values
+ * (checked against the model file by `modelSha`); the backend's own values are restored after.
+ */
+export function evaluateData(bound: BoundModel, tok: Tokenizer, dataFile: string, backendFor: BackendFor, o: { checkpoint?: string; seqLen?: number; batch: number; modelSha: () => string }): DatasetScore {
+  const m = bound.module;
+  const { ctx, seqLen } = windowLength(m, o.seqLen);
+  const ds = loadDataset(dataFile, tok, seqLen, ctx);
+  const { backend, forward } = backendFor(ds.kind === "classify" ? "lm" : lossFor(m, ds));
+  if (!o.checkpoint) return scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch);
+  if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
+  const own = backend.values().map((v) => Float32Array.from(v));
+  backend.setValues(loadScalesCheckpoint(o.checkpoint, { trainables: backend.trainables, modelSha256: o.modelSha() }).values);
+  try {
+    return scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch);
+  } finally {
+    backend.setValues(own);
+  }
+}
+
 export function lossFor(m: ModuleIR, ds: Dataset): string {
   const keys = Object.keys(makeBatch(ds, [0])).sort().join(",");
   const fits = (name: string) => {
