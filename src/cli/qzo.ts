@@ -234,7 +234,7 @@ program
   .option("--no-forward", "skip the forward comparison with llama.cpp")
   .option("--quick", "small sizes everywhere: a smoke test in seconds, not a measurement")
   .option("--json", "print the report as one JSON object")
-  .option("--record <dir>", "also write the report to DIR/<device>-<date>.json and .txt")
+  .option("--record <dir>", "also write the report to DIR/qzo-bench-<device>-<date>.json and .txt")
   .action(async (o: { device: BenchDevice; model?: string; spec?: string; set: Record<string, string>; steps: number; threads?: number; forward: boolean; quick?: boolean; json?: boolean; record?: string }) => {
     const report = await runBench({
       device: o.device,

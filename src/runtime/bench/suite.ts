@@ -52,6 +52,8 @@ export interface BenchOptions {
 export interface MatmulRow {
   m: number;
   fusedMs: number;
+  /** The fused kernel at unperturbed scales: what the inline perturbation costs is the difference. */
+  fusedPlainMs: number;
   /** The unfused baseline: one in-place perturbation sweep plus the unfused loss. */
   unfusedMs: number;
   unfusedLossMs: number;
@@ -138,6 +140,7 @@ function benchMatmul(o: Required<Pick<BenchOptions, "device" | "quick">>, thread
       const batch: Batch = { x: { shape: [1, m, size], data: randomFloats(m * size, m, 1) }, y: { shape: [1, m, size], data: new Float32Array(m * size) } };
       const perturb = { seedLo: 7, seedHi: STEP.seedHi, sign: 1, eps: STEP.eps, epsMode: "absolute", dist: "gaussian" } as const;
       const fusedMs = timeMs(() => fused.loss(batch, perturb), reps);
+      const fusedPlainMs = timeMs(() => fused.loss(batch), reps);
       const sweepMs = timeMs(() => sweep(unfused, 7, 0, STEP.eps), reps);
       const unfusedLossMs = timeMs(() => unfused.loss(batch), reps);
       const unfusedMs = timeMs(() => {
@@ -150,6 +153,7 @@ function benchMatmul(o: Required<Pick<BenchOptions, "device" | "quick">>, thread
       rows.push({
         m,
         fusedMs: r3(fusedMs),
+        fusedPlainMs: r3(fusedPlainMs),
         unfusedMs: r3(unfusedMs),
         unfusedLossMs: r3(unfusedLossMs),
         sweepMs: r3(sweepMs),

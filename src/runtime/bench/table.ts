@@ -22,8 +22,8 @@ export function formatBench(r: BenchReport): string {
   L.push(`fused dequantize-matmul, ${mm.format} [${mm.n} x ${mm.k}], evaluated at perturbed scales (median of ${mm.reps}); roofline = time to move the packed weight, x and y once or to do 2 M N K FLOPs at the peak`);
   L.push(
     ...table(
-      ["M", "fused", "unfused", "unfused/fused", "roofline", "fused of roofline", "unfused of roofline", "fused GFLOP/s"],
-      mm.rows.map((x) => [String(x.m), ms(x.fusedMs), ms(x.unfusedMs), `${x.unfusedOverFused.toFixed(2)}x`, ms(x.rooflineMs), pct(x.fusedOfRoofline), pct(x.unfusedOfRoofline), int(x.fusedGflops)]),
+      ["M", "fused", "fused, unperturbed", "unfused", "unfused/fused", "roofline", "fused of roofline", "unfused of roofline", "fused GFLOP/s"],
+      mm.rows.map((x) => [String(x.m), ms(x.fusedMs), ms(x.fusedPlainMs), ms(x.unfusedMs), `${x.unfusedOverFused.toFixed(2)}x`, ms(x.rooflineMs), pct(x.fusedOfRoofline), pct(x.unfusedOfRoofline), int(x.fusedGflops)]),
     ),
     "",
   );
@@ -48,9 +48,9 @@ export function formatBench(r: BenchReport): string {
   return L.join("\n") + "\n";
 }
 
-/** Writes the report as DIR/<device>-<date>.json and .txt (atomically); returns the paths. */
+/** Writes the report as DIR/qzo-bench-<device>-<date>.json and .txt (atomically); returns the paths. */
 export function recordBench(dir: string, r: BenchReport, text: string): string[] {
-  const stem = join(dir, `${r.device}-${r.machine.date.slice(0, 10)}`);
+  const stem = join(dir, `qzo-bench-${r.device}-${r.machine.date.slice(0, 10)}`);
   writeFileAtomic(`${stem}.json`, JSON.stringify(r, null, 2) + "\n");
   writeFileAtomic(`${stem}.txt`, text);
   return [`${stem}.json`, `${stem}.txt`];
