@@ -14,6 +14,8 @@
 //   lib.call(name, args) -> number     args: (TypedArray | number | bigint)[]
 //   lib.lastError() -> string | null
 //   lib.close()
+//   mpiLoad, mpiInit, mpiIallreduce, mpiIbcast, mpiTest, mpiFinalize, mpiAbort
+//                                       the MPI binding (mpi.cc)
 //
 // Built without C++ exceptions: failures become pending JavaScript exceptions.
 
@@ -25,6 +27,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+void InitMpi(Napi::Env env, Napi::Object exports);  // mpi.cc
 
 namespace {
 
@@ -240,6 +244,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   exports.Set("open", Napi::Function::New<Open>(env, "open"));
   exports.Set("Library", library);
+  InitMpi(env, exports);
   return exports;
 }
 

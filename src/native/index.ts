@@ -65,7 +65,18 @@ interface NativeLibrary {
   close(): void;
 }
 
-interface NativeAddon {
+/** The addon's MPI binding (src/native/mpi.cc); wrapped by src/runtime/parallel/mpi.ts. */
+export interface NativeMpi {
+  mpiLoad(candidates: readonly string[]): string;
+  mpiInit(): { rank: number; size: number; version: string };
+  mpiIallreduce(values: Float64Array, op: "sum" | "max" | "min"): number;
+  mpiIbcast(bytes: Uint8Array, root: number): number;
+  mpiTest(id: number): null | Float64Array | Uint8Array;
+  mpiFinalize(): void;
+  mpiAbort(code: number): void;
+}
+
+interface NativeAddon extends NativeMpi {
   open(path: string): NativeLibrary;
 }
 
