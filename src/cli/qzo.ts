@@ -31,6 +31,9 @@ import { bindModel } from "../runtime/load/bind.js";
 import { modelTokenizer } from "../runtime/load/tokenizer.js";
 import { QzoError } from "../util/errors.js";
 import { collectSet, runCli } from "./run-cli.js";
+import { CollectiveError } from "../runtime/parallel/communicator.js";
+import { connectMpi } from "../runtime/parallel/mpi.js";
+import { launchedWorld } from "../runtime/parallel/world.js";
 
 /** A numeric flag in [min, max] (max: a ceiling that keeps one process's memory bounded). */
 function number(kind: "int" | "float", min: number, max = kind === "int" ? 2 ** 31 - 1 : Number.MAX_VALUE) {
@@ -144,6 +147,7 @@ interface TrainCliOpts extends ModelOpts {
   seed?: bigint;
   seqLen?: number;
   reference: Record<string, number>;
+  checkEvery: number;
 }
 
 /** Parses repeated `--reference label=loss`. */
@@ -176,8 +180,13 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--seed <s>", "run seed (u64, decimal or 0x hex)", seedArg)
   .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
   .option("--reference <label=loss>", "a known loss to draw in loss.svg and the report (repeatable), e.g. f32=1.2020", collectReference, {})
+  .option("--check-every <n>", "under mpirun: compare a hash of the scales across ranks every N steps (and at the end)", number("int", 1), 100)
   .action(async (o: TrainCliOpts) => {
     if (o.relativeEps && o.absoluteEps) throw new QzoError("--relative-eps and --absolute-eps exclude each other", 2);
+    const world = launchedWorld();
+    // One GPU per rank of a machine, unless the user chose them.
+    if (world && world.localSize > 1 && process.env["CUDA_VISIBLE_DEVICES"] === undefined) process.env["CUDA_VISIBLE_DEVICES"] = String(world.localRank);
+    const comm = world ? connectMpi(world) : undefined;
     const r = await runTraining({
       model: o.model,
       ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
@@ -208,7 +217,13 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
       command: ["qzo", ...process.argv.slice(2)],
       handleSignals: true,
       references: o.reference,
+      checkEvery: o.checkEvery,
+      ...(comm ? { comm } : {}),
+    }).catch((e: unknown) => {
+      if (e instanceof CollectiveError) comm?.finalize();
+      throw e;
     });
+    comm?.finalize();
     process.exitCode = r.exitCode;
   });
 
@@ -321,4 +336,6 @@ modelOptions(program.command("eval").description("accuracy (classification data)
     }
   });
 
-await runCli(program, process.argv);
+// Under mpirun: errors name the rank; those that every rank meets alike are printed by rank 0 only.
+const world = launchedWorld();
+await runCli(program, process.argv, world ? { label: `qzo (rank ${world.rank} of ${world.size})`, quiet: (e) => e instanceof CollectiveError && world.rank > 0 } : {});

@@ -7,7 +7,14 @@ import { CommanderError, type Command } from "commander";
 import { CompileError, renderDiagnostic } from "../compiler/diagnostics.js";
 import { QzoError } from "../util/errors.js";
 
-export async function runCli(program: Command, argv: string[]): Promise<void> {
+export interface CliErrorOptions {
+  /** The name errors are printed under (default: the program's name). */
+  label?: string;
+  /** Errors this process does not print (another process of the same job prints them). */
+  quiet?: (e: unknown) => boolean;
+}
+
+export async function runCli(program: Command, argv: string[], opts: CliErrorOptions = {}): Promise<void> {
   // Output piped into `head` and closed early is not an error.
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
@@ -21,7 +28,7 @@ export async function runCli(program: Command, argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    process.exitCode = exitCodeFor(e, program.name());
+    process.exitCode = opts.quiet?.(e) && e instanceof QzoError ? e.exitCode : exitCodeFor(e, opts.label ?? program.name());
   }
 }
 

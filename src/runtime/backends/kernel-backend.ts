@@ -27,13 +27,14 @@ import { trainableTensors } from "../interpret/interpreter.js";
 import type { Backend, Batch, PerturbSpec } from "./backend.js";
 import { cudaAvailable } from "./cuda-device.js";
 import { runArgs, setMasters, updateArgs, weightArrays, type StoredModel } from "./kernel-args.js";
+import { localRanks } from "../parallel/world.js";
 
 export type { StoredModel };
 
 export interface KernelBackendOptions {
   /** The loss graph to train with (e.g. "lm"); the forward graph is compiled beside it when the spec has one. */
   loss: string;
-  /** CPU threads (default: $QZO_THREADS, else all cores). */
+  /** CPU threads (default: $QZO_THREADS, else all cores, shared among the ranks of a job on this machine). */
   threads?: number;
   /**
    * The backend will run perturbed losses (training): refused, as UnsupportedError, for a spec that
@@ -87,7 +88,7 @@ export function createKernelBackend(bound: StoredModel, target: TargetName, opts
   const manifest = code.manifest;
   const { slots, masters } = weightArrays(bound, manifest, target.toUpperCase());
   const threadsWanted = opts.threads ?? Number(process.env["QZO_THREADS"] ?? 0);
-  const threads = cuda ? 1 : threadsWanted > 0 ? threadsWanted : availableParallelism();
+  const threads = cuda ? 1 : threadsWanted > 0 ? threadsWanted : Math.max(1, Math.floor(availableParallelism() / localRanks()));
   const graph = (name: string) => {
     const g = manifest.graphs.find((x) => x.name === name);
     if (!g) throw new QzoError(`${m.source}: the compiled spec has no graph '${name}'`);

@@ -5,7 +5,13 @@
  * loss's own settings over it, then on --resume the run's own, then the flags), the backend, the
  * QZO loop (trainer.ts), the run record (run.json), Ctrl-C and SIGTERM (finish the step, save,
  * exit 130), and the export of the best (or final) scales into the input's format.
+ *
+ * With several ranks (a Communicator from parallel/mpi.ts): every rank loads the model and data
+ * itself; the ranks first check that they hold the same spec, model, data and flags as rank 0;
+ * rank 0 alone opens the run directory, decides the settings (on --resume from the run's own
+ * record) and sends them to the others, writes every file and exports.
  */
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import { trainHyperFor, type ModuleIR } from "../../compiler/ir/ir.js";
@@ -25,7 +31,8 @@ import { loadScalesCheckpoint, modelSha256 } from "./checkpoint.js";
 import { writeLossChart } from "../report/run-report.js";
 import type { ProgressState } from "./progress.js";
 import { RUN_FILE, openRunDir } from "./run-dir.js";
-import { BEST_FILE, SCALES_FILE, checkHyper, datasetData, hyperJson, scoreDataset, subset, train, type DatasetScore, type TrainData, type TrainHyper } from "./trainer.js";
+import { CollectiveError, PeerLostError, SOLO, checkSameAsRoot, decideOnRoot, type Communicator } from "../parallel/communicator.js";
+import { BEST_FILE, SCALES_FILE, checkBatchForRanks, checkHyper, datasetData, hyperJson, scoreDataset, subset, train, type DatasetScore, type TrainData, type TrainHyper } from "./trainer.js";
 
 export const DEFAULT_SEQ_LEN = 128;
 
@@ -121,6 +128,10 @@ export interface TrainRunOptions {
   progress?: boolean;
   /** Known losses to draw beside the run's (e.g. the unquantized model's), by label. */
   references?: Record<string, number>;
+  /** The ranks of a data-parallel run (default: this process alone). */
+  comm?: Communicator;
+  /** With several ranks: compare a hash of the scales every this many steps (default 100). */
+  checkEvery?: number;
 }
 
 export interface TrainRunResult {
@@ -186,39 +197,97 @@ function splitData(o: TrainRunOptions, ds: Dataset, load: (file: string) => Data
 }
 
 export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
-  const o = { ...opts, log: opts.log ?? ((line: string) => process.stderr.write(line + "\n")) };
-  const dir = openRunDir(o.out, o.resume);
+  const comm = opts.comm ?? SOLO;
+  const say = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
+  const o = { ...opts, log: comm.rank === 0 ? say : () => undefined };
+  let dir: ReturnType<typeof openRunDir> | undefined;
   try {
-    for (const note of dir.notes) o.log(`qzo train: ${note}`);
-    return await runIn(o);
+    const notes = await decideOnRoot(comm, () => (dir = openRunDir(o.out, o.resume)).notes);
+    for (const note of notes) o.log(`qzo train: ${note}`);
+    return await runIn(o, comm);
   } finally {
-    dir.release();
+    dir?.release();
   }
 }
 
-async function runIn(o: TrainRunOptions & { log(line: string): void }): Promise<TrainRunResult> {
+/** What every rank must hold the same as rank 0 (flags, spec, model, data), as comparable strings. */
+function rankIdentity(o: TrainRunOptions, m: ModuleIR, modelSha: string, dataSha256: Record<string, string>): Record<string, string> {
+  const flags = Object.fromEntries(
+    Object.entries(o.flags)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, v]) => [k, String(v)]),
+  );
+  const spec = createHash("sha256")
+    .update(JSON.stringify(m, (k, v: unknown) => (k === "loc" || k === "source" ? undefined : v)))
+    .digest("hex");
+  return {
+    "model file (sha256)": modelSha,
+    "spec (sha256 of the checked module)": spec,
+    ...Object.fromEntries(Object.entries(dataSha256).map(([k, v]) => [`${k} file (sha256)`, v])),
+    "training flags": JSON.stringify(flags),
+    "--set values": JSON.stringify(o.set),
+    "--seq-len": String(o.seqLen ?? "(default)"),
+    "--device": o.device,
+    "--resume": String(o.resume),
+  };
+}
+
+async function runIn(o: TrainRunOptions & { log(line: string): void }, comm: Communicator): Promise<TrainRunResult> {
+  let stop = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop) process.exit(130);
+    stop = true;
+    // With several ranks the outcome (stopped together, or another rank gone) is the line to read.
+    if (comm.size === 1) o.log(`\nqzo train: ${signal === "SIGINT" ? "interrupted" : "terminated"}: finishing the current step and saving (${signal === "SIGINT" ? "Ctrl-C" : "the signal"} again to quit now)`);
+  };
+  if (o.handleSignals) {
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  }
+  try {
+    return await trainIn(o, comm, () => stop || o.signal?.aborted === true);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+async function trainIn(o: TrainRunOptions & { log(line: string): void }, comm: Communicator, stopAsked: () => boolean): Promise<TrainRunResult> {
+  const wait = { interrupted: stopAsked };
   const runDir = o.out;
   const scalesPath = join(runDir, SCALES_FILE);
   const runJsonPath = join(runDir, RUN_FILE);
   const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
   const m = bound.module;
   const tok = modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(m));
-  const prevRun = o.resume ? readRunJson(runJsonPath) : undefined;
-  const prevSeqLen = prevRun?.["seqLen"];
-  const { ctx, seqLen } = windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined));
+  const sha = modelSha256(o.model);
+  const dataSha256: Record<string, string> = { data: fileSha256(o.data), ...(o.eval ? { eval: fileSha256(o.eval) } : {}) };
+  if (comm.size > 1) await checkSameAsRoot(comm, rankIdentity(o, m, sha, dataSha256), wait);
+  // Rank 0's record of the run (on --resume), read while deciding so that its errors are every rank's.
+  let prevRun: Record<string, unknown> | undefined;
+  const chosenSeqLen = await decideOnRoot(comm, () => {
+    prevRun = o.resume ? readRunJson(runJsonPath) : undefined;
+    const prevSeqLen = prevRun?.["seqLen"];
+    return windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined)).seqLen;
+  }, wait);
+  const { ctx, seqLen } = windowLength(m, chosenSeqLen);
   const load = (file: string) => loadDataset(file, tok, seqLen, ctx);
   const ds = load(o.data);
   if (ds.kind === "distill" && o.seqLen !== undefined && o.seqLen !== ds.seqLen) {
-    throw new QzoError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
+    throw new CollectiveError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
   }
   const data = splitData(o, ds, load);
-  const dataSha256: Record<string, string> = { data: fileSha256(o.data), ...(o.eval ? { eval: fileSha256(o.eval) } : {}) };
-  checkResumeChanges(o, prevRun, dataSha256);
   const lossName = lossFor(m, ds);
-  const hp = hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags);
+  const hyper = await decideOnRoot(comm, () => {
+    checkResumeChanges(o, prevRun, dataSha256);
+    return hyperJson(hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags));
+  }, wait);
+  const hp = { ...hyper, seed: BigInt(String(hyper["seed"])) } as TrainHyper;
+  checkBatchForRanks(hp.batch, comm);
   const { backend, device } = selectBackend(bound, lossName, o.device, { train: true });
-  o.log(`qzo: training on ${{ cuda: "the generated CUDA kernels", cpu: "the generated CPU kernels", interp: "the reference interpreter" }[device]}`);
-  const sha = modelSha256(o.model);
+  if (comm.size > 1) await checkSameAsRoot(comm, { backend: backend.name, "trainable values": String(backend.values().reduce((a, v) => a + v.length, 0)) }, wait);
+  o.log(`qzo: training on ${{ cuda: "the generated CUDA kernels", cpu: "the generated CPU kernels", interp: "the reference interpreter" }[device]}${comm.size > 1 ? `, ${comm.size} ranks (${comm.description})` : ""}`);
   const runJson = {
     command: o.command,
     model: o.model,
@@ -234,24 +303,16 @@ async function runIn(o: TrainRunOptions & { log(line: string): void }): Promise<
     trainables: backend.trainables.length,
     scales: backend.values().reduce((a, v) => a + v.length, 0),
     hyper: hyperJson(hp),
+    ...(comm.size > 1 ? { parallel: { ranks: comm.size, library: comm.description } } : {}),
     status: "running",
   };
-  const writeRun = (extra: Record<string, unknown>) => writeFileAtomic(runJsonPath, JSON.stringify({ ...runJson, ...extra }, null, 2) + "\n");
+  const writeRun = (extra: Record<string, unknown>) => comm.rank === 0 && writeFileAtomic(runJsonPath, JSON.stringify({ ...runJson, ...extra }, null, 2) + "\n");
+  const writeChart = () => comm.rank === 0 && writeLossChart(runDir);
   writeRun({});
   o.log(
     `qzo train: ${basename(o.model)}, ${runJson.scales} trainable values in ${runJson.trainables} tensors, ` +
       `${data.train.size} training examples, eval ${data.what}, loss ${lossName}, ${hp.steps} steps`,
   );
-  let stop = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stop) process.exit(130);
-    stop = true;
-    o.log(`\nqzo train: ${signal === "SIGINT" ? "interrupted" : "terminated"}: finishing the current step and saving (${signal === "SIGINT" ? "Ctrl-C" : "the signal"} again to quit now)`);
-  };
-  if (o.handleSignals) {
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  }
   let r;
   try {
     r = await train({
@@ -262,36 +323,42 @@ async function runIn(o: TrainRunOptions & { log(line: string): void }): Promise<
       runDir,
       model: { path: o.model, sha256: sha, spec: bound.spec },
       resume: o.resume,
-      shouldStop: () => stop || o.signal?.aborted === true,
-      ...(o.progress === false ? { progress: false as const } : {}),
+      shouldStop: stopAsked,
+      ...(o.progress === false || comm.rank > 0 ? { progress: false as const } : {}),
       ...(o.onProgress ? { onStep: o.onProgress } : {}),
+      comm,
+      ...(o.checkEvery !== undefined ? { checkEvery: o.checkEvery } : {}),
     });
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+  } catch (e) {
+    if (!(e instanceof PeerLostError)) throw e;
+    writeRun({ status: "interrupted", result: { peerLost: true } });
+    writeChart();
+    throw new PeerLostError(comm.rank === 0 ? e.message : `${e.message}; rank 0 keeps the checkpoint`);
   }
-  const result = { step: r.step, best: r.best ?? null, lastEval: r.lastEval ?? null, skipped: r.skipped };
+  const result = { step: r.step, best: r.best ?? null, lastEval: r.lastEval ?? null, skipped: r.skipped, ...(comm.size > 1 ? { bytesPerStep: r.bytesPerStep } : {}) };
   const tried = (r.step - r.startStep) * hp.directions;
   if (tried > 0 && r.skipped > MAX_SKIPPED * tried) {
     writeRun({ status: "diverged", result });
-    writeLossChart(runDir);
-    throw new QzoError(
+    writeChart();
+    throw new CollectiveError(
       `${runDir}: ${r.skipped} of ${tried} directions were skipped because a loss was not finite: the run diverged and is not exported (lower --lr or --eps; the checkpoints are kept)`,
     );
   }
+  const ended = { step: r.step, ...(r.best ? { best: r.best } : {}), ...(r.lastEval !== undefined ? { lastEval: r.lastEval } : {}) };
   if (r.stopped) {
     writeRun({ status: "interrupted", result });
-    writeLossChart(runDir);
+    writeChart();
     o.log(`qzo train: stopped after step ${r.step}; ${scalesPath} saved; continue with --resume`);
-    return { exitCode: 130, step: r.step, ...(r.best ? { best: r.best } : {}), ...(r.lastEval !== undefined ? { lastEval: r.lastEval } : {}) };
+    return { exitCode: 130, ...ended };
   }
+  if (comm.rank > 0) return { exitCode: 0, ...ended };
   const fromBest = data.eval !== undefined && r.best !== undefined;
   const values = fromBest ? loadScalesCheckpoint(join(runDir, BEST_FILE), { trainables: backend.trainables, modelSha256: sha }).values : backend.values();
   const out = exportPath(runDir, o.model);
   exportModel(bound, backend.trainables, values, out);
   writeRun({ status: "done", result, exported: out, exportedFrom: fromBest ? BEST_FILE : SCALES_FILE });
-  writeLossChart(runDir);
+  writeChart();
   const bestText = r.best ? `, best eval ${r.best.evalLoss.toFixed(4)} at step ${r.best.step}` : "";
   o.log(`qzo train: ${r.step} steps${bestText}; wrote ${out} (from ${fromBest ? BEST_FILE : "the final scales"})`);
-  return { exitCode: 0, step: r.step, ...(r.best ? { best: r.best } : {}), ...(r.lastEval !== undefined ? { lastEval: r.lastEval } : {}), exported: out };
+  return { ...ended, exitCode: 0, exported: out };
 }

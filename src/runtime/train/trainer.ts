@@ -26,6 +26,16 @@
  * Resume: the checkpoint's step and values replace the start; the log is cut back to that step; the
  * run then continues exactly as an uninterrupted one would (batches, seeds and learning rates are
  * pure functions of (runSeed, step)).
+ *
+ * Data parallel (a Communicator of N ranks, parallel/communicator.ts): every rank draws the same
+ * batch indices and seeds, evaluates L+ and L- on its contiguous shard of the batch (shardRange)
+ * and contributes (w L+_k, w L-_k for each k, w, stop) to one sum-reduction, w being its shard's
+ * batchWeight; L+-_k = sum(w L+-_k) / sum(w) is then the loss of the whole batch (the mean over its
+ * predicted tokens, summed in another order), and every rank applies the same update. Evaluation
+ * chunks are dealt round-robin and their (loss * weight, weight) sums reduced. A stop asked of any
+ * rank ends the run after the step in which it was reduced, on every rank. Only rank 0 writes the
+ * log and checkpoints; on resume it sends the checkpoint's step and values to the others. Every
+ * checkEvery steps and at the end the ranks compare a hash of their values.
  */
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
@@ -36,7 +46,8 @@ import type { Forward } from "../infer/generate.js";
 import { projectedGradient } from "../interpret/update.js";
 import { splitSeed, stepSeedPair, type ZDistribution } from "../rng/direction.js";
 import { batchOrder, datasetSize, makeBatch, type Dataset } from "../data/dataset.js";
-import type { Backend, Batch } from "../backends/backend.js";
+import type { Backend, Batch, PerturbSpec } from "../backends/backend.js";
+import { CollectiveError, PeerLostError, SOLO, decideOnRoot, sameOnAllRanks, shardRange, type Communicator, type WaitOptions } from "../parallel/communicator.js";
 import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
 import { Progress, type ProgressState } from "./progress.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
@@ -100,6 +111,10 @@ export interface TrainOptions {
   onStep?: (s: ProgressState) => void;
   /** Yield to the event loop between steps (so signals are seen); default true. */
   yieldEachStep?: boolean;
+  /** The ranks of a data-parallel run (default: this process alone). */
+  comm?: Communicator;
+  /** With several ranks: compare a hash of the values every this many steps (default 100) and at the end. */
+  checkEvery?: number;
 }
 
 export interface TrainResult {
@@ -110,6 +125,8 @@ export interface TrainResult {
   best?: { step: number; evalLoss: number };
   lastEval?: number;
   skipped: number;
+  /** Payload bytes this rank handed to collectives per step (step reductions, scale checks, evaluations); 0 alone. */
+  bytesPerStep: number;
 }
 
 export interface StepRecord {
@@ -173,6 +190,11 @@ export function checkHyper(hp: TrainHyper): void {
   if (hp.steps * hp.directions >= 2 ** 53) throw bad(`steps * directions must be below 2^53`);
 }
 
+/** Every rank needs at least one example of each step. */
+export function checkBatchForRanks(batch: number, comm: Communicator): void {
+  if (batch < comm.size) throw new CollectiveError(`batch ${batch} is smaller than the ${comm.size} ranks: every rank needs at least one example of each step`, 2);
+}
+
 /**
  * The weight of a batch's loss in a mean over batches: the number of examples for a classification
  * batch (its loss is a mean over `label`), else the number of predicted tokens (mask at t >= 1: the lm
@@ -196,10 +218,16 @@ export function batchWeight(b: Batch): number {
  * the mean over examples).
  */
 export function evaluate(backend: Pick<Backend, "loss">, data: TrainData, batch: number): number {
+  const { sum, weight } = evaluationSums(backend, data, batch);
+  return sum / weight;
+}
+
+/** evaluate's sums (loss * weight, weight) over chunks j with j % size === rank. */
+function evaluationSums(backend: Pick<Backend, "loss">, data: TrainData, batch: number, rank = 0, size = 1): { sum: number; weight: number } {
   if (data.size === 0) throw new QzoError("the evaluation set is empty");
   let sum = 0;
   let weight = 0;
-  for (let start = 0; start < data.size; start += batch) {
+  for (let start = rank * batch; start < data.size; start += batch * size) {
     const idx: number[] = [];
     for (let i = start; i < Math.min(start + batch, data.size); i++) idx.push(i);
     const b = data.batch(idx);
@@ -207,7 +235,7 @@ export function evaluate(backend: Pick<Backend, "loss">, data: TrainData, batch:
     sum += backend.loss(b) * w;
     weight += w;
   }
-  return sum / weight;
+  return { sum, weight };
 }
 
 /** Examples [from, to) of a data set, as their own TrainData. */
@@ -369,18 +397,109 @@ export function hyperJson(hp: TrainHyper): Record<string, unknown> {
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
+interface StartState {
+  start: number;
+  best?: { step: number; evalLoss: number };
+  lastEval?: number;
+}
+
+/**
+ * Rank 0 (the one that writes): a fresh log with its header, or on resume the checkpoint's step
+ * and values (into the backend), the best eval so far, and the log cut back to that step.
+ */
+function openLog(o: TrainOptions, logPath: string, scalesPath: string): StartState {
+  const { backend, hp } = o;
+  if (!o.resume) {
+    writeFileAtomic(logPath, JSON.stringify(headerOf(hp, backend)) + "\n");
+    return { start: 0 };
+  }
+  if (!existsSync(scalesPath)) throw new QzoError(`${scalesPath}: no checkpoint to resume from`);
+  const c = loadScalesCheckpoint(scalesPath, {
+    trainables: backend.trainables,
+    sizes: backend.values().map((v) => v.length),
+    modelSha256: o.model.sha256,
+  });
+  if (c.runSeed !== hp.seed) throw new QzoError(`${scalesPath}: the checkpoint comes from a run with seed ${c.runSeed}, not ${hp.seed}; resume with the same seed`);
+  if (c.step > hp.steps) throw new QzoError(`${scalesPath}: the checkpoint is at step ${c.step}, past the ${hp.steps} steps asked for`);
+  backend.setValues(c.values);
+  const state: StartState = { start: c.step };
+  // Keep the log up to the checkpoint (a crash may have left later lines), and the best eval so far.
+  const kept: string[] = [JSON.stringify(headerOf(hp, backend))];
+  if (existsSync(logPath)) {
+    for (const r of parseLog(readFileSync(logPath, "utf8"), logPath)) {
+      if (isHeader(r)) continue;
+      if (isEval(r)) {
+        if (r.step > state.start) continue;
+        if (!state.best || r.eval_loss < state.best.evalLoss) state.best = { step: r.step, evalLoss: r.eval_loss };
+        state.lastEval = r.eval_loss;
+      } else if (isStep(r) && r.step >= state.start) continue;
+      kept.push(JSON.stringify(r));
+    }
+  }
+  writeFileAtomic(logPath, kept.join("\n") + "\n");
+  return state;
+}
+
+/** On resume with several ranks: rank 0's values (read from its checkpoint) on every rank. */
+async function shareValues(comm: Communicator, backend: Backend, wait: WaitOptions): Promise<void> {
+  const own = backend.values();
+  const total = own.reduce((a, v) => a + v.length, 0);
+  const all = new Float32Array(total);
+  if (comm.rank === 0) {
+    let off = 0;
+    for (const v of own) all.set(v, (off += v.length) - v.length);
+  }
+  const got = await comm.broadcast(new Uint8Array(all.buffer), 0, wait);
+  if (comm.rank === 0) return;
+  if (got.byteLength !== all.byteLength) throw new QzoError(`rank ${comm.rank}: rank 0 sent ${got.byteLength / 4} values, this rank's model has ${total}`);
+  new Uint8Array(all.buffer).set(got);
+  let off = 0;
+  backend.setValues(own.map((v) => all.slice(off, (off += v.length))));
+}
+
+/** A step's L+ and L- for every direction on the whole batch, and whether any rank asked to stop. */
+async function stepLosses(o: TrainOptions, comm: Communicator, indices: number[], perts: Omit<PerturbSpec, "sign">[], stopAsked: boolean, wait: WaitOptions): Promise<{ lp: number[]; lm: number[]; stop: boolean }> {
+  const K = perts.length;
+  const local = (b: Batch, w: number) => {
+    const out = new Float64Array(2 * K + 2);
+    perts.forEach((p, k) => {
+      out[k] = w * o.backend.loss(b, { ...p, sign: 1 });
+      out[K + k] = w * o.backend.loss(b, { ...p, sign: -1 });
+    });
+    return out;
+  };
+  if (comm.size === 1) {
+    const r = local(o.train.batch(indices), 1);
+    return { lp: [...r.subarray(0, K)], lm: [...r.subarray(K, 2 * K)], stop: false };
+  }
+  const { lo, hi } = shardRange(indices.length, comm.rank, comm.size);
+  const b = o.train.batch(indices.slice(lo, hi));
+  const w = batchWeight(b);
+  const mine = local(b, w);
+  mine[2 * K] = w;
+  mine[2 * K + 1] = stopAsked ? 1 : 0;
+  const r = await comm.allreduce(mine, "sum", wait);
+  const W = r[2 * K]!;
+  return { lp: [...r.subarray(0, K)].map((x) => x / W), lm: [...r.subarray(K, 2 * K)].map((x) => x / W), stop: r[2 * K + 1]! > 0 };
+}
+
 /** Trains; see the file comment for the exact semantics. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const { backend, hp, runDir } = o;
+  const comm = o.comm ?? SOLO;
+  const writer = comm.rank === 0;
   checkHyper(hp);
   if (o.train.size === 0) throw new QzoError("the training set is empty");
+  checkBatchForRanks(hp.batch, comm);
   const logPath = join(runDir, LOG_FILE);
   const scalesPath = join(runDir, SCALES_FILE);
   const bestPath = join(runDir, BEST_FILE);
   const K = hp.directions;
   const order = o.order ?? batchOrder;
   const config = hyperJson(hp);
+  const checkEvery = o.checkEvery ?? 100;
   const save = (path: string, step: number) =>
+    writer &&
     saveScalesCheckpoint(path, {
       step,
       runSeed: hp.seed,
@@ -396,127 +515,120 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       },
     });
 
-  let start = 0;
-  let best: { step: number; evalLoss: number } | undefined;
-  let lastEval: number | undefined;
-  if (o.resume) {
-    if (!existsSync(scalesPath)) throw new QzoError(`${scalesPath}: no checkpoint to resume from`);
-    const c = loadScalesCheckpoint(scalesPath, {
-      trainables: backend.trainables,
-      sizes: backend.values().map((v) => v.length),
-      modelSha256: o.model.sha256,
-    });
-    if (c.runSeed !== hp.seed) throw new QzoError(`${scalesPath}: the checkpoint comes from a run with seed ${c.runSeed}, not ${hp.seed}; resume with the same seed`);
-    if (c.step > hp.steps) throw new QzoError(`${scalesPath}: the checkpoint is at step ${c.step}, past the ${hp.steps} steps asked for`);
-    backend.setValues(c.values);
-    start = c.step;
-    // Keep the log up to the checkpoint (a crash may have left later lines), and the best eval so far.
-    const kept: string[] = [JSON.stringify(headerOf(hp, backend))];
-    if (existsSync(logPath)) {
-      for (const r of parseLog(readFileSync(logPath, "utf8"), logPath)) {
-        if (isHeader(r)) continue;
-        if (isEval(r)) {
-          if (r.step > start) continue;
-          if (!best || r.eval_loss < best.evalLoss) best = { step: r.step, evalLoss: r.eval_loss };
-          lastEval = r.eval_loss;
-        } else if (isStep(r) && r.step >= start) continue;
-        kept.push(JSON.stringify(r));
-      }
-    }
-    writeFileAtomic(logPath, kept.join("\n") + "\n");
-  } else {
-    writeFileAtomic(logPath, JSON.stringify(headerOf(hp, backend)) + "\n");
-  }
-  const log = (r: object) => appendFileSync(logPath, JSON.stringify(r) + "\n");
+  const startWait: WaitOptions = { interrupted: () => o.shouldStop?.() === true };
+  const state = comm.size === 1 ? openLog(o, logPath, scalesPath) : await decideOnRoot(comm, () => openLog(o, logPath, scalesPath), startWait);
+  if (o.resume && comm.size > 1) await shareValues(comm, backend, startWait);
+  const start = state.start;
+  let best = state.best;
+  let lastEval = state.lastEval ?? undefined;
+  const log = (r: object) => writer && appendFileSync(logPath, JSON.stringify(r) + "\n");
   const progress = o.progress === false ? undefined : (o.progress ?? new Progress({ steps: hp.steps, firstStep: start }));
   const report = (s: ProgressState): void => void (progress?.update(s), o.onStep?.(s));
-
-  const runEval = (step: number): void => {
-    if (!o.eval) return;
-    const e = evaluate(backend, o.eval, hp.batch);
-    lastEval = e;
-    log({ step, eval_loss: e });
-    if (Number.isFinite(e) && (!best || e < best.evalLoss)) {
-      best = { step, evalLoss: e };
-      save(bestPath, step);
+  let step = start;
+  let lastSaved = -1;
+  // While a rank waits for the others, a stop request saves the last completed step at once (the
+  // launcher ends a job whose rank has died within about a second), then gives the others a moment.
+  const wait: WaitOptions = {
+    interrupted: () => o.shouldStop?.() === true,
+    onInterrupted: () => {
+      if (lastSaved !== step) save(scalesPath, step);
+      lastSaved = step;
+    },
+  };
+  const checkSame = async () => {
+    if (!(await sameOnAllRanks(comm, backend.values() as Float32Array[], wait))) {
+      throw new CollectiveError(`the ranks' scales differ after step ${step}: a rank applied another update (other kernels, compiler or hardware?)`);
     }
   };
 
-  if (!o.resume && o.eval) {
-    runEval(0);
-    report({ step: 0, steps: hp.steps, ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) });
-  }
+  const runEval = async (at: number): Promise<void> => {
+    if (!o.eval) return;
+    const { sum, weight } = evaluationSums(backend, o.eval, hp.batch, comm.rank, comm.size);
+    const r = comm.size === 1 ? Float64Array.of(sum, weight) : await comm.allreduce(Float64Array.of(sum, weight), "sum", wait);
+    const e = r[0]! / r[1]!;
+    lastEval = e;
+    log({ step: at, eval_loss: e });
+    if (Number.isFinite(e) && (!best || e < best.evalLoss)) {
+      best = { step: at, evalLoss: e };
+      save(bestPath, at);
+    }
+  };
 
   const schedule = { kind: hp.schedule, lr: hp.lr, steps: hp.steps, warmup: hp.warmup };
-  let step = start;
   let stopped = false;
+  let stopReduced = false;
   let skipped = 0;
-  let lastSaved = -1;
-  while (step < hp.steps) {
-    if (o.shouldStop?.()) {
-      stopped = true;
-      break;
+  const sentBefore = comm.bytesSent;
+  try {
+    if (!o.resume && o.eval) {
+      await runEval(0);
+      report({ step: 0, steps: hp.steps, ...(lastEval !== undefined ? { evalLoss: lastEval } : {}) });
     }
-    const t0 = performance.now();
-    const s = step;
-    const batch = o.train.batch(order(o.train.size, hp.batch, hp.seed, s));
-    const lr = learningRate(schedule, s);
-    const seeds: { lo: number; hi: number }[] = [];
-    const lp: number[] = [];
-    const lm: number[] = [];
-    const dRaw: (number | null)[] = [];
-    const dClip: (number | null)[] = [];
-    for (let k = 0; k < K; k++) {
-      const seed = stepSeedPair(hp.seed, s * K + k);
-      const pert = { seedLo: seed.lo, seedHi: seed.hi, eps: hp.eps, epsMode: hp.epsMode, dist: hp.z };
-      const plus = backend.loss(batch, { ...pert, sign: 1 });
-      const minus = backend.loss(batch, { ...pert, sign: -1 });
-      seeds.push(seed);
-      lp.push(plus);
-      lm.push(minus);
-      if (Number.isFinite(plus) && Number.isFinite(minus)) {
-        const g = projectedGradient(plus, minus, hp.eps, hp.clip);
-        dRaw.push(g.raw);
-        dClip.push(g.clipped);
-      } else {
-        dRaw.push(null);
-        dClip.push(null);
-        skipped++;
+
+    while (step < hp.steps) {
+      if (comm.size === 1 ? o.shouldStop?.() : stopReduced) {
+        stopped = true;
+        break;
       }
-    }
-    for (let k = 0; k < K; k++) {
-      const d = dClip[k];
-      if (d === null || d === undefined) continue;
-      backend.update({ seedLo: seeds[k]!.lo, seedHi: seeds[k]!.hi, d: K === 1 ? d : d / K, lr, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor });
-    }
-    const one = <T>(a: T[]): T | T[] => (K === 1 ? a[0]! : a);
-    log({
-      step: s,
-      seed: one(seeds.map((x) => seedHex(x.lo, x.hi))),
-      loss_plus: one(lp),
-      loss_minus: one(lm),
-      d: one(dClip),
-      d_raw: one(dRaw),
-      lr,
-      seconds: (performance.now() - t0) / 1000,
-    });
-    step = s + 1;
-    const evalPoint = (hp.evalEvery > 0 && step % hp.evalEvery === 0) || step === hp.steps;
-    let evalNow: number | undefined;
-    if (evalPoint) {
-      if (o.eval) {
-        runEval(step);
-        evalNow = lastEval;
+      const t0 = performance.now();
+      const s = step;
+      const lr = learningRate(schedule, s);
+      const seeds = Array.from({ length: K }, (_, k) => stepSeedPair(hp.seed, s * K + k));
+      const perts = seeds.map((seed) => ({ seedLo: seed.lo, seedHi: seed.hi, eps: hp.eps, epsMode: hp.epsMode, dist: hp.z }));
+      const { lp, lm, stop } = await stepLosses(o, comm, order(o.train.size, hp.batch, hp.seed, s), perts, comm.size > 1 && o.shouldStop?.() === true, wait);
+      stopReduced = stop;
+      const dRaw: (number | null)[] = [];
+      const dClip: (number | null)[] = [];
+      for (let k = 0; k < K; k++) {
+        if (Number.isFinite(lp[k]) && Number.isFinite(lm[k])) {
+          const g = projectedGradient(lp[k]!, lm[k]!, hp.eps, hp.clip);
+          dRaw.push(g.raw);
+          dClip.push(g.clipped);
+        } else {
+          dRaw.push(null);
+          dClip.push(null);
+          skipped++;
+        }
       }
-      save(scalesPath, step);
-      lastSaved = step;
+      for (let k = 0; k < K; k++) {
+        const d = dClip[k];
+        if (d === null || d === undefined) continue;
+        backend.update({ seedLo: seeds[k]!.lo, seedHi: seeds[k]!.hi, d: K === 1 ? d : d / K, lr, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor });
+      }
+      const one = <T>(a: T[]): T | T[] => (K === 1 ? a[0]! : a);
+      log({
+        step: s,
+        seed: one(seeds.map((x) => seedHex(x.lo, x.hi))),
+        loss_plus: one(lp),
+        loss_minus: one(lm),
+        d: one(dClip),
+        d_raw: one(dRaw),
+        lr,
+        seconds: (performance.now() - t0) / 1000,
+      });
+      step = s + 1;
+      if (comm.size > 1 && (step % checkEvery === 0 || step === hp.steps || stopReduced)) await checkSame();
+      const evalPoint = (hp.evalEvery > 0 && step % hp.evalEvery === 0) || step === hp.steps;
+      let evalNow: number | undefined;
+      if (evalPoint) {
+        if (o.eval) {
+          await runEval(step);
+          evalNow = lastEval;
+        }
+        save(scalesPath, step);
+        lastSaved = step;
+      }
+      let mean = 0;
+      for (let k = 0; k < K; k++) mean += (lp[k]! + lm[k]!) / 2;
+      report({ step, steps: hp.steps, loss: mean / K, ...(evalNow !== undefined ? { evalLoss: evalNow } : {}) });
+      if (o.yieldEachStep !== false) await tick();
     }
-    let mean = 0;
-    for (let k = 0; k < K; k++) mean += (lp[k]! + lm[k]!) / 2;
-    report({ step, steps: hp.steps, loss: mean / K, ...(evalNow !== undefined ? { evalLoss: evalNow } : {}) });
-    if (o.yieldEachStep !== false) await tick();
+  } catch (e) {
+    if (e instanceof PeerLostError && writer) throw new PeerLostError(`${e.message}; ${scalesPath} holds step ${lastSaved}; continue with --resume`);
+    throw e;
   }
   if (lastSaved !== step) save(scalesPath, step);
   progress?.finish();
-  return { step, startStep: start, stopped, ...(best ? { best } : {}), ...(lastEval !== undefined ? { lastEval } : {}), skipped };
+  const bytesPerStep = step > start ? (comm.bytesSent - sentBefore) / (step - start) : 0;
+  return { step, startStep: start, stopped, ...(best ? { best } : {}), ...(lastEval !== undefined ? { lastEval } : {}), skipped, bytesPerStep };
 }
