@@ -3,7 +3,7 @@
  * programs (../shared/models/PROVENANCE.md), across the llama2.c, GGUF and
  * Hugging Face forms of the same models.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -96,6 +96,24 @@ function tokenCount(): number {
   const b = bindModel(STORIES);
   return modelTokenizer(b.checkpoint, TOK512).encode(TEXT, { bos: true, eos: false }).length;
 }
+
+describe("a float model", () => {
+  it("is scored by the interpreter too; training it is one line saying there is nothing to train, before any run file is written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qzo-f32-"));
+    const f = join(dir, "text.txt");
+    writeFileSync(f, TEXT);
+    const F32 = join(root, "models/weights/stories260K/stories260K-f32.gguf");
+    const interp = await qzo("perplexity", "--model", F32, "--text", f, "--device", "interp", "--json");
+    const cpu = await qzo("perplexity", "--model", F32, "--text", f, "--device", "cpu", "--json");
+    expect(interp.exitCode, interp.stderr).toBe(0);
+    expect(JSON.parse(interp.stdout).nll).toBeCloseTo(JSON.parse(cpu.stdout).nll, 5);
+    const run = join(dir, "run");
+    const t = await qzo("train", "--model", F32, "--data", f, "--out", run, "--device", "interp", "--steps", "2");
+    expect(t.exitCode).toBe(1);
+    expect(t.stderr.trim().split("\n").at(-1)).toBe(`qzo: ${F32}: nothing to train: no parameter matches the spec's trainable list (is the model quantized?)`);
+    expect(existsSync(join(run, "run.json"))).toBe(false);
+  });
+});
 
 describe("bad model files and flags: one line, no stack trace", () => {
   const dir = mkdtempSync(join(tmpdir(), "qzo-bad-"));

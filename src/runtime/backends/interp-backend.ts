@@ -49,7 +49,6 @@ export function createInterpreterBackend(bound: BoundModel, opts: InterpreterBac
   const g = m.graphs.find((x) => x.name === lossName);
   if (!g) throw new QzoError(`${bound.spec}: no loss graph '${lossName}' (graphs: ${m.graphs.map((x) => x.name).join(", ")})`);
   const trainables = trainableTensors(m);
-  if (trainables.length === 0) throw new QzoError(`${bound.checkpoint.path}: nothing to train: no parameter matches the spec's trainable list (is the model quantized?)`);
   const base = bound.weights;
   let masters = trainables.map((tt) => initialValue(base.get(tt.param, tt.layer), tt));
   // (param, layer) -> the trainable tensor numbers that touch it, by field.

@@ -32,7 +32,7 @@ import { writeLossChart } from "../report/run-report.js";
 import type { ProgressState } from "./progress.js";
 import { RUN_FILE, openRunDir } from "./run-dir.js";
 import { CollectiveError, PeerLostError, SOLO, checkSameAsRoot, decideOnRoot, type Communicator } from "../parallel/communicator.js";
-import { BEST_FILE, SCALES_FILE, checkBatchForRanks, checkHyper, datasetData, hyperJson, scoreDataset, subset, train, type DatasetScore, type TrainData, type TrainHyper } from "./trainer.js";
+import { BEST_FILE, SCALES_FILE, checkBatchForRanks, checkHyper, checkTrainable, datasetData, hyperJson, scoreDataset, subset, train, type DatasetScore, type TrainData, type TrainHyper } from "./trainer.js";
 
 export const DEFAULT_SEQ_LEN = 128;
 
@@ -286,6 +286,7 @@ async function trainIn(o: TrainRunOptions & { log(line: string): void }, comm: C
   const hp = { ...hyper, seed: BigInt(String(hyper["seed"])) } as TrainHyper;
   checkBatchForRanks(hp.batch, comm);
   const { backend, device } = selectBackend(bound, lossName, o.device, { train: true });
+  checkTrainable(backend, o.model);
   if (comm.size > 1) await checkSameAsRoot(comm, { backend: backend.name, "trainable values": String(backend.values().reduce((a, v) => a + v.length, 0)) }, wait);
   o.log(`qzo: training on ${{ cuda: "the generated CUDA kernels", cpu: "the generated CPU kernels", interp: "the reference interpreter" }[device]}${comm.size > 1 ? `, ${comm.size} ranks (${comm.description})` : ""}`);
   const runJson = {

@@ -190,6 +190,11 @@ export function checkHyper(hp: TrainHyper): void {
   if (hp.steps * hp.directions >= 2 ** 53) throw bad(`steps * directions must be below 2^53`);
 }
 
+/** A backend with no trainable tensor (a float model) has nothing for QZO to train. */
+export function checkTrainable(backend: Pick<Backend, "trainables">, model: string): void {
+  if (backend.trainables.length === 0) throw new QzoError(`${model}: nothing to train: no parameter matches the spec's trainable list (is the model quantized?)`);
+}
+
 /** Every rank needs at least one example of each step. */
 export function checkBatchForRanks(batch: number, comm: Communicator): void {
   if (batch < comm.size) throw new CollectiveError(`batch ${batch} is smaller than the ${comm.size} ranks: every rank needs at least one example of each step`, 2);
@@ -490,6 +495,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const writer = comm.rank === 0;
   checkHyper(hp);
   if (o.train.size === 0) throw new QzoError("the training set is empty");
+  checkTrainable(backend, o.model.path);
   checkBatchForRanks(hp.batch, comm);
   const logPath = join(runDir, LOG_FILE);
   const scalesPath = join(runDir, SCALES_FILE);
