@@ -16,8 +16,8 @@ import { TARGETS } from "../../src/compiler/codegen/targets.js";
 import { configInts, evalConcrete, formatOf } from "../../src/compiler/ir/queries.js";
 import { compileArtifact } from "../../src/compiler/pipeline.js";
 import { kernelsOf } from "../../src/compiler/kernels/kernel-ir.js";
+import { randomModel } from "../support/random-model.js";
 import { unpackRaw } from "../../src/runtime/quant/codec.js";
-import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import { cudaAvailable } from "../../src/runtime/backends/cuda-device.js";
 import { createKernelBackend } from "../../src/runtime/backends/kernel-backend.js";
 import { openKernelLibrary } from "../../src/native/index.js";
@@ -159,17 +159,22 @@ describe("generated CUDA, without nvcc", () => {
     expect(TARGETS.cpu.generate(artifact).manifest).toEqual({ ...artifact.manifest, target: "cpu" });
     // The byte sizes the library copies are the sizes of the arrays the runtime passes (backends/kernel-args.ts weightArrays).
     const ints = configInts(m);
+    const model = randomModel(m, 1);
     gen.manifest.weights.forEach((s) => {
       const p = m.params.find((x) => x.name === s.param)!;
       const shape = p.type.shape.map((d) => evalConcrete(d, ints));
       const f = formatOf(m, p);
       if (!f) return expect(s.bytes).toBe(4 * shape.reduce((a, b) => a * b, 1));
-      const packed = quantizeRTN(f, shape[0]!, shape[1]!, new Float32Array(shape[0]! * shape[1]!).fill(0.01));
+      const w = model.stored(s.param, s.layer);
+      if (w.kind !== "quant") throw new Error(`${s.name} is not quantized in the random model`);
+      const packed = w.packed;
       const raw = unpackRaw(packed);
       const want =
         s.part === "codes"
           ? (f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!).byteLength
-          : 4 * raw.scales.length;
+          : s.part === "books"
+            ? 4 * raw.codebooks!.length
+            : 4 * raw.scales.length;
       expect(s.bytes, s.name).toBe(want);
     });
     const program = gen.files[0]!.text;

@@ -159,7 +159,7 @@ describe("bad model files and flags: one line, no stack trace", () => {
     const r = await qzo("generate", "--model", f, "-n", "2");
     expect(r.exitCode).toBe(1);
     oneLine(r);
-    expect(r.stderr.trim()).toBe(`qzo: ${f}: tensor 'blk.0.attn_q.weight' is IQ4_NL, a type the spec declares no format for (formats: q8_0, q4_0, q4_1, gptq_int4, nf4)`);
+    expect(r.stderr.trim()).toBe(`qzo: ${f}: tensor 'blk.0.attn_q.weight' is IQ4_NL, a type the spec declares no format for (formats: q8_0, q4_0, q4_1, gptq_int4, nf4, aqlm_2x8)`);
   });
 
   it("a bad flag value exits 2", async () => {

@@ -10,10 +10,10 @@ import { checkFile } from "../../src/compiler/check.js";
 import { readerOf, type ReaderIR } from "../../src/compiler/codegen/readers.js";
 import { evalIntExpr } from "../../src/compiler/ir/int-expr.js";
 import type { FormatIR } from "../../src/compiler/ir/ir.js";
-import { dequantize, unpack, unpackRaw } from "../../src/runtime/quant/codec.js";
+import { dequantize, pack, unpack, unpackRaw } from "../../src/runtime/quant/codec.js";
 import { quantizeRTN } from "../../src/runtime/quant/quantize.js";
 import type { PackedTensor } from "../../src/runtime/quant/types.js";
-import { UnsupportedError } from "../../src/util/errors.js";
+import { roundToDType } from "../../src/util/float-bits.js";
 import { rng } from "../support/random-model.js";
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -46,6 +46,7 @@ function readRow(r: ReaderIR, f: FormatIR, p: PackedTensor, n: number): Float32A
     const q = readBits(codes, evalIntExpr(r.codeByte, env), evalIntExpr(r.codeBit, env), r.bits);
     let v: number;
     if (r.value.kind === "table") v = Math.fround(r.value.values[q]!);
+    else if (r.value.kind === "additive") throw new Error("additive readers are checked on their own");
     else v = (r.value.signed && q >= 2 ** (r.bits - 1) ? q - 2 ** r.bits : q) - r.value.offset;
     if (r.zero) v = Math.fround(v - (raw.zeros![si]! + f.zero!.adjust));
     const s = raw.scales[si]!;
@@ -77,9 +78,29 @@ describe("format readers as data agree with the codec", () => {
     }
   });
 
-  it("an additive-codebook format has no kernel reader yet, which is an UnsupportedError (the interpreter runs it)", () => {
-    const r = checkFile(`${root}models/formats/aqlm.qzo`);
-    const aqlm = r.formats.find((f) => f.name === "aqlm_2x8")!;
-    expect(() => readerOf(aqlm, 16, 64)).toThrow(UnsupportedError);
+  it("aqlm_2x8: the additive reader (M codes per element, the weight's own codebooks) agrees with the codec", () => {
+    const aqlm = checkFile(`${root}models/formats/aqlm.qzo`).formats.find((f) => f.name === "aqlm_2x8")!;
+    const [rows, cols] = [8, 64];
+    const r = rng(9);
+    const books = Float32Array.from({ length: 2 * 256 * 8 }, () => Math.fround((2 * r() - 1) * 0.5));
+    const raw = { codes: new Int32Array(rows * cols * 2), scales: Float32Array.from({ length: rows }, () => Math.fround(0.5 + r())), codebooks: books };
+    // One code per table and group of 8 columns; the raw form repeats it for each column.
+    for (let j = 0; j < rows * cols; j++) for (let m = 0; m < 2; m++) raw.codes[j * 2 + m] = j % 8 === 0 ? Math.floor(r() * 256) : raw.codes[(j - (j % 8)) * 2 + m]!;
+    const packed = pack(aqlm, rows, cols, { ...raw, codebooks: Float32Array.from(books, (v) => roundToDType("f16", v)) });
+    const want = dequantize(unpack(packed));
+    const reader = readerOf(aqlm, rows, cols);
+    expect(reader.value).toEqual({ kind: "additive", books: 2, entries: 256, size: 8 });
+    const stored = unpackRaw(packed).codebooks!;
+    for (let n = 0; n < rows; n++) {
+      for (let c = 0; c < cols; c++) {
+        let v = 0;
+        for (let m = 0; m < 2; m++) {
+          const env = { n, c, m };
+          const q = readBits(packed.storage["codes"]!, evalIntExpr(reader.codeByte, env), evalIntExpr(reader.codeBit, env), reader.bits);
+          v = Math.fround(v + stored[(m * 256 + q) * 8 + (c % 8)]!);
+        }
+        expect(Math.fround(unpackRaw(packed).scales[evalIntExpr(reader.scaleIndex, { n, c })]! * v), `(${n}, ${c})`).toBe(want[n * cols + c]);
+      }
+    }
   });
 });

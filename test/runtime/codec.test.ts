@@ -504,7 +504,7 @@ describe("helpers and errors", () => {
     expect(() => pack(fmt("gptq_int4"), 8, 128, { codes: new Int32Array(1024), scales: new Float32Array(8) })).toThrow(/zeros has no entries/);
   });
 
-  it("additive codebooks are a clear QzoError", () => {
+  it("an additive codebook without a checkpoint tensor, and RTN into additive codebooks, are clear QzoErrors", () => {
     const nf4 = fmt("nf4");
     const aqlm: FormatIR = {
       ...nf4,
@@ -512,7 +512,7 @@ describe("helpers and errors", () => {
       code: { signed: false, bits: 4, offset: 0, lookup: "cb" },
       codebooks: [{ name: "cb", dtype: "f16", shape: [1, 16, 8], additive: true }],
     };
-    expect(() => unpack({ format: aqlm, rows: 2, cols: 64, storage: {} })).toThrow(/additive codebooks .* not supported/);
+    expect(() => unpack({ format: aqlm, rows: 2, cols: 64, storage: {} })).toThrow(/additive codebook 'cb' needs a tensors layout and a checkpoint tensor/);
     expect(() => quantizeRTN(aqlm, 2, 64, new Float32Array(128))).toThrow(QzoError);
   });
 

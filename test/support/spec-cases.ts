@@ -18,6 +18,7 @@ export const SPEC_CASES: readonly SpecCase[] = [
   { id: "llama-q4_1", name: "llama q4_1 (min)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "q4_1" } },
   { id: "llama-gptq_int4", name: "llama gptq_int4 (zero-points, separate tensors)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "gptq_int4" } },
   { id: "llama-nf4", name: "llama nf4 (lookup table)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "nf4" } },
+  { id: "llama-aqlm_2x8", name: "llama aqlm_2x8 (additive codebooks)", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "aqlm_2x8" } },
   { id: "llama-f16-fallback", name: "llama f16 fallback for ffn_down", spec: "models/llama.qzo", overrides: { ...SMALL, hidden: 172, weight: "q4_0" } },
   {
     id: "opt-gptq_int4",

@@ -7,6 +7,9 @@
  *
  *   code  = bits [codeBit, codeBit + bits) of the little-endian bit stream at byte codeByte
  *   value = table[code]                     (a lookup table)
+ *         | sum over m of books[m, code_m, c % V], added in order m = 0..M-1 in float32
+ *                                           (additive codebooks: codeByte is over m too; the
+ *                                            weight's own codebooks arrive as an fp32 slot)
  *         | signed(code) - offset           (an integer code; sign-extended when signed)
  *           minus the zero-point zeros[scaleIndex], when the format has one
  *   w     = scale * value (+ min)           scale, min, zero-point at scaleIndex, fp32
@@ -16,6 +19,7 @@ import { DTYPE_BITS } from "../ir/ir.js";
 import { evalConcrete } from "../ir/queries.js";
 import { renameNames } from "../ir/int-expr.js";
 import { UnsupportedError } from "../../util/errors.js";
+import { additiveBooks } from "./weight-slots.js";
 import { roundToDType } from "../../util/float-bits.js";
 
 export interface ReaderIR {
@@ -34,7 +38,10 @@ export interface ReaderIR {
   codeBit: string;
   bits: number;
   /** An integer code, or an index into a lookup table (its values rounded to the table's dtype). */
-  value: { kind: "integer"; signed: boolean; offset: number } | { kind: "table"; table: string; values: readonly number[] };
+  value:
+    | { kind: "integer"; signed: boolean; offset: number }
+    | { kind: "table"; table: string; values: readonly number[] }
+    | { kind: "additive"; books: number; entries: number; size: number };
   zero: boolean;
   min: boolean;
   /** Columns of a row that share one scale (cols for per-row and per-tensor scales; 1 when blocks run along the rows). */
@@ -44,9 +51,8 @@ export interface ReaderIR {
 }
 
 export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
-  if (f.codebooks.some((c) => c.additive)) {
-    throw new UnsupportedError(`format '${f.name}': additive codebooks have no kernel reader yet; run it on the reference interpreter (--device interp)`);
-  }
+  const additive = additiveBooks(f);
+  if (additive && f.layout.kind !== "tensors") throw new UnsupportedError(`format '${f.name}': additive codebooks are read from a tensors layout only`);
   const bs = f.block.size;
   const scaleIndex =
     f.scale.per === "tensor" ? "0" : f.scale.per === "row" ? "n" : f.block.axis === "in" ? `n * ${cols / bs} + c / ${bs}` : `(n / ${bs}) * ${cols} + c`;
@@ -64,6 +70,7 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
     const dims = new Map([["in", cols], ["out", rows]]);
     const shape = field.shape.map((d) => evalConcrete(d, dims));
     const strides = shape.map((_, k) => shape.slice(k + 1).reduce((a, b) => a * b, 1));
+    // m (the codebook of an additive code) stays a name: the reader loops over it.
     const vars = (v: string) => (v === "r" ? "n" : v === "c" ? "c" : v === "b" ? `(c / ${bs})` : v === "in" ? String(cols) : v === "out" ? String(rows) : v);
     const flat = field.at.map((e, k) => `(${renameNames(e, vars)}) * ${strides[k]}`).join(" + ");
     codeByte = `(${flat}) * ${DTYPE_BITS[field.dtype] / 8}`;
@@ -81,9 +88,11 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
     codeByte,
     codeBit,
     bits: f.code.bits,
-    value: table
-      ? { kind: "table", table: table.name, values: table.values!.map((v) => roundToDType(table.dtype, v)) }
-      : { kind: "integer", signed: f.code.signed, offset: f.code.offset },
+    value: additive
+      ? { kind: "additive", books: additive.shape[0]!, entries: additive.shape[1]!, size: additive.shape[additive.shape.length - 1]! }
+      : table
+        ? { kind: "table", table: table.name, values: table.values!.map((v) => roundToDType(table.dtype, v)) }
+        : { kind: "integer", signed: f.code.signed, offset: f.code.offset },
     zero: Boolean(f.zero),
     min: Boolean(f.min),
     scaleRun: f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" ? bs : 1,

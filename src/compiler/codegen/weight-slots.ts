@@ -1,9 +1,10 @@
 /**
  * Where each parameter's data is passed to a generated library (the "weight slots"): per parameter
- * and layer, its float data, or its packed codes and fp32 scales, mins and zero-points. The byte
+ * and layer, its float data, or its packed codes and fp32 scales, mins and zero-points (and, for
+ * additive codebooks, the layer's codebooks as fp32 [M, entries, V]: "books"). The byte
  * size of each slot is part of the ABI, so a backend can check every array before a call.
  */
-import { DTYPE_BITS, type ModuleIR } from "../ir/ir.js";
+import { DTYPE_BITS, type CodebookIR, type FormatIR, type ModuleIR } from "../ir/ir.js";
 import { configInts, evalConcrete, formatOf, paramLayers, paramShape, scaleCount } from "../ir/queries.js";
 
 export interface WeightSlot {
@@ -11,9 +12,15 @@ export interface WeightSlot {
   name: string;
   param: string;
   layer?: number;
-  part: "data" | "codes" | "scales" | "mins" | "zeros";
+  part: "data" | "codes" | "scales" | "mins" | "zeros" | "books";
   /** Byte size of the host array: f32 data, packed codes as stored, one fp32 per scale. */
   bytes: number;
+}
+
+/** A format's additive codebook (stored per weight in the checkpoint), if it has one. */
+export function additiveBooks(f: FormatIR): CodebookIR | undefined {
+  const cb = f.codebooks.find((b) => b.name === f.code.lookup);
+  return cb?.additive ? cb : undefined;
 }
 
 /** The slots of every parameter, in module order, each layer of an array in turn. */
@@ -26,6 +33,7 @@ export function weightSlots(m: ModuleIR): WeightSlot[] {
     const [rows, cols] = shape as [number, number];
     const bytes = (part: WeightSlot["part"]): number => {
       if (!f || part === "data") return 4 * shape.reduce((a, b) => a * b, 1);
+      if (part === "books") return 4 * additiveBooks(f)!.shape.reduce((a, b) => a * b, 1);
       if (part !== "codes") return 4 * scaleCount(f, rows, cols);
       if (f.layout.kind === "record") return rows * (cols / f.block.size) * f.layout.bytes;
       const field = f.layout.fields.find((x) => x.field === "code")!;
@@ -34,7 +42,9 @@ export function weightSlots(m: ModuleIR): WeightSlot[] {
     };
     for (const layer of paramLayers(p, env)) {
       const at = `${p.name}${layer === undefined ? "" : `[${layer}]`}`;
-      const parts: WeightSlot["part"][] = f ? ["codes", "scales", ...(f.min ? ["mins" as const] : []), ...(f.zero ? ["zeros" as const] : [])] : ["data"];
+      const parts: WeightSlot["part"][] = f
+        ? ["codes", "scales", ...(f.min ? ["mins" as const] : []), ...(f.zero ? ["zeros" as const] : []), ...(additiveBooks(f) ? ["books" as const] : [])]
+        : ["data"];
       for (const part of parts) slots.push({ name: `${at}.${part}`, param: p.name, ...(layer === undefined ? {} : { layer }), part, bytes: bytes(part) });
     }
   }

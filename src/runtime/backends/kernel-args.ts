@@ -50,13 +50,19 @@ export function weightArrays(bound: StoredModel, manifest: Manifest, backend: st
   return { slots, masters };
 }
 
-function quantParts(m: ModuleIR, param: string, packed: PackedTensor): { codes: Uint8Array; scales: Float32Array; mins?: Float32Array; zeros?: Float32Array } {
+function quantParts(m: ModuleIR, param: string, packed: PackedTensor): { codes: Uint8Array; scales: Float32Array; mins?: Float32Array; zeros?: Float32Array; books?: Float32Array } {
   const f = formatOf(m, paramOf(m, param));
   if (!f) throw new QzoError(`internal: '${param}' has no format`);
   const raw = unpackRaw(packed);
   const codes = f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!;
   const zeros = raw.zeros && f.zero ? Float32Array.from(raw.zeros, (z) => z + f.zero!.adjust) : undefined;
-  return { codes, scales: Float32Array.from(raw.scales), ...(raw.mins ? { mins: Float32Array.from(raw.mins) } : {}), ...(zeros ? { zeros } : {}) };
+  return {
+    codes,
+    scales: Float32Array.from(raw.scales),
+    ...(raw.mins ? { mins: Float32Array.from(raw.mins) } : {}),
+    ...(zeros ? { zeros } : {}),
+    ...(raw.codebooks ? { books: raw.codebooks } : {}),
+  };
 }
 
 /** The graph's dimension values from its inputs' shapes (plain names first, then composite ones). */

@@ -133,6 +133,7 @@ export function readHfModel(dir: string): HfModel {
   }
 
   const gptq = readGptqConfig(dir, config);
+  checkAqlm(path.join(dir, "config.json"), config, tensors);
   const model: HfModel = {
     format: "hf",
     dir,
@@ -148,6 +149,49 @@ export function readHfModel(dir: string): HfModel {
   };
   if (gptq) model.gptq = gptq;
   return model;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AQLM settings.
+
+/**
+ * An AQLM checkpoint (quantization_config.quant_method "aqlm"): its settings must be positive
+ * integers with out_group_size 1 (what qzo's formats read), and every quantized linear's tensors
+ * must agree with them: X.codes [out, in / in_group_size, num_codebooks], X.codebooks
+ * [num_codebooks, 2^nbits_per_codebook, 1, in_group_size], X.scales [out, 1, 1, 1].
+ */
+function checkAqlm(cfgPath: string, config: Record<string, unknown>, tensors: Map<string, TensorInfo>): void {
+  const qc = config["quantization_config"];
+  if (!isObject(qc) || qc["quant_method"] !== "aqlm") return;
+  const int = (field: string): number => {
+    const v = qc[field];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65536) throw fileError(cfgPath, 0, `bad AQLM setting ${field} = ${JSON.stringify(v)}: expected a positive integer`);
+    return v;
+  };
+  const M = int("num_codebooks");
+  const bits = int("nbits_per_codebook");
+  const V = int("in_group_size");
+  const out = int("out_group_size");
+  if (bits > 16) throw fileError(cfgPath, 0, `bad AQLM setting nbits_per_codebook = ${bits}: expected at most 16`);
+  if (out !== 1) throw fileError(cfgPath, 0, `AQLM with out_group_size ${out} is not supported (qzo reads out_group_size 1)`);
+  const shape = (t: TensorInfo) => `[${t.shape.join(", ")}]`;
+  for (const [name, t] of tensors) {
+    if (!name.endsWith(".codes")) continue;
+    const base = name.slice(0, -".codes".length);
+    const books = tensors.get(`${base}.codebooks`);
+    const scales = tensors.get(`${base}.scales`);
+    if (!books || !scales) throw fileError(t.file, undefined, `'${name}' has no ${books ? "scales" : "codebooks"} beside it (an AQLM linear stores codes, codebooks and scales)`);
+    const [rows, groups, m] = t.shape;
+    if (t.shape.length !== 3 || m !== M) throw fileError(t.file, t.byteOffset, `'${name}' is ${shape(t)}: expected [out, in / ${V}, ${M}] for num_codebooks ${M} in ${cfgPath}`);
+    const wantBooks = [M, 2 ** bits, 1, V];
+    if (books.shape.length !== 4 || books.shape.some((d, i) => d !== wantBooks[i])) {
+      throw fileError(books.file, books.byteOffset, `'${base}.codebooks' is ${shape(books)}: expected [${wantBooks.join(", ")}] for ${M} codebooks of ${bits} bits and groups of ${V} in ${cfgPath}`);
+    }
+    if (scales.shape.length !== 4 || scales.shape[0] !== rows || scales.shape.slice(1).some((d) => d !== 1)) {
+      throw fileError(scales.file, scales.byteOffset, `'${base}.scales' is ${shape(scales)}: expected [${rows}, 1, 1, 1] (one scale per output row of '${name}')`);
+    }
+    if (!(groups! > 0)) throw fileError(t.file, t.byteOffset, `'${name}' has no groups`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@
  * only, so every stored pattern, NaN payloads included, round-trips exactly;
  * float32 -> f16/bf16 rounds to nearest even.
  */
-import { DTYPE_BITS, type FloatDType, type FormatIR, type RecordLayoutIR, type TensorFieldIR, type TensorsLayoutIR } from "../../compiler/ir/ir.js";
+import { DTYPE_BITS, type CodebookIR, type FloatDType, type FormatIR, type RecordLayoutIR, type TensorFieldIR, type TensorsLayoutIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { compileIntExpr, evalIntExpr, type IntFn } from "../../compiler/ir/int-expr.js";
 import { scaleCount } from "../../compiler/ir/queries.js";
@@ -27,8 +27,13 @@ import { fromF32Bits, roundToDType, toF32Bits } from "../../util/float-bits.js";
 
 /** A quantized matrix as its raw stored fields (what pack consumes and unpackRaw produces). */
 export interface RawQuant {
-  /** Raw stored codes, row-major [rows, cols]. */
+  /**
+   * Raw stored codes, row-major [rows, cols, M]: M codes per element for a format with M additive
+   * codebooks (the elements of a codebook vector repeat their group's codes), else one.
+   */
   codes: Int32Array;
+  /** Additive codebooks: their values as stored in the checkpoint, [M, entries, V], as float32. */
+  codebooks?: Float32Array;
   /** One per scale (scale-tensor order, see ./types.ts), as float32. */
   scales: Float32Array;
   /** Raw stored zero-points (before `adjust`), one per scale; required when the format has a zero. */
@@ -95,7 +100,7 @@ interface Placement {
   tensor: string;
   width: number;
   /** Bit position of code (r, c), for the code field. */
-  codeBit?: (r: number, c: number) => number;
+  codeBit?: (r: number, c: number, m?: number) => number;
   /** Bit position of per-scale field value s. */
   scaleBit?: (s: number) => number;
 }
@@ -175,7 +180,7 @@ function planRecord(f: FormatIR, lay: RecordLayoutIR, rows: number, cols: number
   return { format: f, rows, cols, nScales, sizes: { blocks: nScales * lay.bytes }, fields };
 }
 
-const TENSOR_VARS = ["r", "c", "b", "in", "out"] as const;
+const TENSOR_VARS = ["r", "c", "b", "in", "out", "m"] as const;
 
 function planTensors(f: FormatIR, lay: TensorsLayoutIR, rows: number, cols: number): Plan {
   const nScales = scaleCount(f, rows, cols);
@@ -208,14 +213,15 @@ function planTensors(f: FormatIR, lay: TensorsLayoutIR, rows: number, cols: numb
 }
 
 /** Bit position of field fl of element (r, c) in its storage tensor. */
-function locate(f: FormatIR, fl: TensorFieldIR, shape: number[], wordBits: number, rows: number, cols: number): (r: number, c: number) => number {
+function locate(f: FormatIR, fl: TensorFieldIR, shape: number[], wordBits: number, rows: number, cols: number): (r: number, c: number, m?: number) => number {
   const at = fl.at.map((e) => compileIntExpr(e, TENSOR_VARS));
   const bit: IntFn = fl.bit !== undefined ? compileIntExpr(fl.bit, TENSOR_VARS) : () => 0;
-  const env = [0, 0, 0, cols, rows];
-  return (r, c) => {
+  const env = [0, 0, 0, cols, rows, 0];
+  return (r, c, m = 0) => {
     env[0] = r;
     env[1] = c;
     env[2] = blockOf(f, r, c);
+    env[5] = m;
     let flat = 0;
     for (let k = 0; k < at.length; k++) {
       const v = at[k]!(env);
@@ -232,14 +238,26 @@ function locate(f: FormatIR, fl: TensorFieldIR, shape: number[], wordBits: numbe
 
 function makePlan(f: FormatIR, rows: number, cols: number): Plan {
   checkDims(f, rows, cols);
-  if (f.code.lookup !== undefined) {
-    const cb = f.codebooks.find((b) => b.name === f.code.lookup);
-    if (!cb) throw new QzoError(`format '${f.name}': unknown codebook '${f.code.lookup}'`);
-    if (cb.additive || !cb.values) {
-      throw new QzoError(`format '${f.name}': additive codebooks ('${cb.name}', read from the checkpoint) are not supported by the codec yet`);
-    }
-  }
-  return f.layout.kind === "record" ? planRecord(f, f.layout, rows, cols) : planTensors(f, f.layout, rows, cols);
+  if (f.code.lookup !== undefined && !f.codebooks.some((b) => b.name === f.code.lookup)) throw new QzoError(`format '${f.name}': unknown codebook '${f.code.lookup}'`);
+  const cb = additiveCodebook(f);
+  if (!cb) return f.layout.kind === "record" ? planRecord(f, f.layout, rows, cols) : planTensors(f, f.layout, rows, cols);
+  if (f.layout.kind !== "tensors" || cb.tensor === undefined) throw new QzoError(`format '${f.name}': additive codebook '${cb.name}' needs a tensors layout and a checkpoint tensor ('in "NAME"')`);
+  const plan = planTensors(f, f.layout, rows, cols);
+  const bytes = (cb.shape.reduce((a, d) => a * d, 1) * DTYPE_BITS[cb.dtype]) / 8;
+  if (plan.sizes[cb.tensor] !== undefined) throw new QzoError(`format '${f.name}': codebook tensor '${cb.tensor}' is also a field's storage`);
+  plan.sizes[cb.tensor] = bytes;
+  return plan;
+}
+
+/** The format's additive codebook (AQLM: a code per codebook m, w = scale * sum_m book[m, q_m, c % V]), if any. */
+export function additiveCodebook(f: FormatIR): (CodebookIR & { tensor: string }) | undefined {
+  const cb = f.codebooks.find((b) => b.name === f.code.lookup);
+  return cb?.additive ? (cb as CodebookIR & { tensor: string }) : undefined;
+}
+
+/** Codes per element: the number of additive codebooks, else 1. */
+function codesPerElement(f: FormatIR): number {
+  return additiveCodebook(f)?.shape[0] ?? 1;
 }
 
 // ------------------------------------------------------------------ public API
@@ -272,11 +290,14 @@ export function unpackRaw(p: PackedTensor): RawQuant {
   const { rows, cols, nScales } = plan;
   const code = plan.fields.code!;
   const cbuf = p.storage[code.tensor]!;
-  const codes = new Int32Array(rows * cols);
+  const M = codesPerElement(f);
+  const codes = new Int32Array(rows * cols * M);
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
-      const u = readBits(cbuf, code.codeBit!(r, c), code.width);
-      codes[r * cols + c] = f.code.signed ? toSigned(u, code.width) : u | 0;
+      for (let m = 0; m < M; m++) {
+        const u = readBits(cbuf, code.codeBit!(r, c, m), code.width);
+        codes[(r * cols + c) * M + m] = f.code.signed ? toSigned(u, code.width) : u | 0;
+      }
     }
   }
   const floats = (pl: Placement, dtype: FloatDType): Float32Array => {
@@ -287,6 +308,15 @@ export function unpackRaw(p: PackedTensor): RawQuant {
     return out;
   };
   const raw: RawQuant = { codes, scales: floats(plan.fields.scale!, f.scale.dtype) };
+  const cb = additiveCodebook(f);
+  if (cb) {
+    const buf = p.storage[cb.tensor]!;
+    const width = DTYPE_BITS[cb.dtype];
+    const books = new Float32Array(buf.byteLength / (width / 8));
+    const bits = bitsView(books);
+    for (let i = 0; i < books.length; i++) bits[i] = toF32Bits(cb.dtype, readBits(buf, i * width, width));
+    raw.codebooks = books;
+  }
   if (f.zero) {
     const pl = plan.fields.zero!;
     const buf = p.storage[pl.tensor]!;
@@ -324,6 +354,8 @@ export function codeValue(f: FormatIR, q: number, table = lookupTable(f)): numbe
 export function rawToUnpacked(format: FormatIR, rows: number, cols: number, raw: RawQuant): UnpackedTensor {
   checkRaw(format, rows, cols, raw);
   const f = format;
+  const cb = additiveCodebook(f);
+  if (cb) return { format: f, rows, cols, values: additiveValues(cb, rows, cols, raw), scales: raw.scales.slice() };
   const table = lookupTable(f);
   const values = new Float32Array(rows * cols);
   const zeros = raw.zeros;
@@ -346,6 +378,28 @@ export function rawToUnpacked(format: FormatIR, rows: number, cols: number, raw:
   };
 }
 
+/**
+ * The values of an additive-codebook matrix: value(r, c) = sum over m = 0..M-1, in order, of
+ * book[m, q_m(r, c), c % V], each addition rounded to float32 (the kernels add in the same order).
+ */
+function additiveValues(cb: CodebookIR, rows: number, cols: number, raw: RawQuant): Float32Array {
+  const [M, K, V] = [cb.shape[0]!, cb.shape[1]!, cb.shape[cb.shape.length - 1]!];
+  const books = raw.codebooks!;
+  const values = new Float32Array(rows * cols);
+  for (let j = 0; j < rows * cols; j++) {
+    const c = j % cols;
+    let v = 0;
+    for (let m = 0; m < M; m++) {
+      const q = raw.codes[j * M + m]!;
+      const idx = q < 0 ? q + K : q;
+      if (!(idx >= 0 && idx < K)) throw new QzoError(`codebook '${cb.name}': code ${q} of element (${Math.floor(j / cols)}, ${c}) is outside its ${K} entries`);
+      v = Math.fround(v + books[(m * K + idx) * V + (c % V)]!);
+    }
+    values[j] = v;
+  }
+  return values;
+}
+
 /** Unpacks a packed matrix (see UnpackedTensor). */
 export function unpack(p: PackedTensor): UnpackedTensor {
   return rawToUnpacked(p.format, p.rows, p.cols, unpackRaw(p));
@@ -356,8 +410,10 @@ function checkRaw(f: FormatIR, rows: number, cols: number, raw: RawQuant): void 
   const want = (what: string, got: number | undefined, need: number) => {
     if (got !== need) throw new QzoError(`format '${f.name}': ${what} has ${got ?? "no"} entries, expected ${need} for a [${rows}, ${cols}] matrix`);
   };
-  want("codes", raw.codes.length, rows * cols);
+  want("codes", raw.codes.length, rows * cols * codesPerElement(f));
   want("scales", raw.scales.length, n);
+  const cb = additiveCodebook(f);
+  if (cb) want("codebooks", raw.codebooks?.length, cb.shape.reduce((a, d) => a * d, 1));
   if (f.zero) want("zeros", raw.zeros?.length, n);
   if (f.min) want("mins", raw.mins?.length, n);
 }
@@ -381,11 +437,21 @@ export function pack(format: FormatIR, rows: number, cols: number, raw: RawQuant
   for (const [name, n] of Object.entries(plan.sizes)) storage[name] = new Uint8Array(n);
   const code = plan.fields.code!;
   const cbuf = storage[code.tensor]!;
+  const M = codesPerElement(f);
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
-      const q = raw.codes[r * cols + c]!;
-      writeBits(cbuf, code.codeBit!(r, c), code.width, checkInt(f, `code at (${r}, ${c})`, q, f.code.signed, code.width));
+      for (let m = 0; m < M; m++) {
+        const q = raw.codes[(r * cols + c) * M + m]!;
+        writeBits(cbuf, code.codeBit!(r, c, m), code.width, checkInt(f, `code at (${r}, ${c})`, q, f.code.signed, code.width));
+      }
     }
+  }
+  const cb = additiveCodebook(f);
+  if (cb) {
+    const width = DTYPE_BITS[cb.dtype];
+    const bits = bitsView(raw.codebooks!);
+    const buf = storage[cb.tensor]!;
+    for (let i = 0; i < bits.length; i++) writeBits(buf, i * width, width, fromF32Bits(cb.dtype, bits[i]!));
   }
   const floats = (pl: Placement, dtype: FloatDType, src: Float32Array) => {
     const bits = bitsView(src);

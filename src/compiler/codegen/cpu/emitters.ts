@@ -20,6 +20,7 @@ interface WeightView {
   scales: string;
   mins: string;
   zeros: string;
+  books: string;
   data: string;
   cols: number;
   t: string;
@@ -42,12 +43,12 @@ function weight(c: CpuContext, w: KWeight): WeightView {
   const reader = c.a.readers.get(param.name);
   if (!reader) {
     const [, cols] = paramShape(c.m, param) as [number, number];
-    return { reader: "", codes: "", scales: "", mins: "", zeros: "", data: slot("data", "float"), cols, t: "0", trainable: "false", tMin: "0", trainableMin: "false" };
+    return { reader: "", codes: "", scales: "", mins: "", zeros: "", books: "", data: slot("data", "float"), cols, t: "0", trainable: "false", tMin: "0", trainableMin: "false" };
   }
   const sc = tensorOf(c, w.param, "scale");
   const mn = tensorOf(c, w.param, "min");
   return {
-    reader: `gen::${reader.name}`, codes: slot("codes", "uint8_t"), scales: slot("scales", "float"), mins: slot("mins", "float"), zeros: slot("zeros", "float"),
+    reader: `gen::${reader.name}`, codes: slot("codes", "uint8_t"), scales: slot("scales", "float"), mins: slot("mins", "float"), zeros: slot("zeros", "float"), books: slot("books", "float"),
     data: "", cols: reader.cols, t: sc.t, trainable: sc.on, tMin: mn.t, trainableMin: mn.on,
   };
 }

@@ -21,6 +21,7 @@ interface WeightView {
   scales: string;
   mins: string;
   zeros: string;
+  books: string;
 }
 
 function weight(c: CudaContext, w: KWeight): WeightView {
@@ -29,9 +30,9 @@ function weight(c: CudaContext, w: KWeight): WeightView {
   const reader = c.a.readers.get(param.name);
   if (!reader) {
     const [rows, cols] = paramShape(c.m, param) as [number, number];
-    return { R: `qzo::RdF32<${rows}, ${cols}>`, codes: ptr("data", "uint8_t"), scales: "nullptr", mins: "nullptr", zeros: "nullptr" };
+    return { R: `qzo::RdF32<${rows}, ${cols}>`, codes: ptr("data", "uint8_t"), scales: "nullptr", mins: "nullptr", zeros: "nullptr", books: "nullptr" };
   }
-  return { R: `gen::${reader.name}`, codes: ptr("codes", "uint8_t"), scales: ptr("scales", "float"), mins: ptr("mins", "float"), zeros: ptr("zeros", "float") };
+  return { R: `gen::${reader.name}`, codes: ptr("codes", "uint8_t"), scales: ptr("scales", "float"), mins: ptr("mins", "float"), zeros: ptr("zeros", "float"), books: ptr("books", "float") };
 }
 
 const actCode = (a: Activation | undefined) => (a ? { silu: 1, gelu: 2, relu: 3 }[a] : 0);

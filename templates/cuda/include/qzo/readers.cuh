@@ -23,6 +23,7 @@ struct WArg {
   const float* scales;
   const float* mins;
   const float* zeros;
+  const float* books;  // additive codebooks (fp32 [M, entries, V]) of this weight, else null
 };
 
 // A float weight (unquantized parameter, or a format's float fallback): data in `codes`.
