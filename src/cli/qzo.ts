@@ -31,6 +31,9 @@ import { bindModel } from "../runtime/load/bind.js";
 import { modelTokenizer } from "../runtime/load/tokenizer.js";
 import { QzoError } from "../util/errors.js";
 import { collectSet, runCli } from "./run-cli.js";
+import { quantizeHfToAqlm } from "../runtime/quant/aqlm-hf.js";
+import { formatPlans, parameterCount, planMemory, type PlanDevice } from "../runtime/plan/memory-plan.js";
+import { compileModule } from "../compiler/check.js";
 import { CollectiveError } from "../runtime/parallel/communicator.js";
 import { connectMpi } from "../runtime/parallel/mpi.js";
 import { launchedWorld } from "../runtime/parallel/world.js";
@@ -225,6 +228,36 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
     });
     comm?.finalize();
     process.exitCode = r.exitCode;
+  });
+
+program
+  .command("plan")
+  .description("the memory of a QZO step and of inference on the CPU and CUDA backends, term by term, from a spec and its config (no weights needed)")
+  .requiredOption("--spec <file>", "the .qzo spec")
+  .option("--set <key=value>", "override a config entry (repeatable), e.g. the shape of a larger model", collectSet, {})
+  .requiredOption("--batch <b>", "sequences per step", number("int", 1, MAX_BATCH))
+  .requiredOption("--seq <t>", "tokens per sequence", number("int", 1, MAX_SEQ))
+  .addOption(new Option("--device <device>", "plan one backend (default: both)").choices(["cpu", "cuda"]))
+  .option("--threads <n>", "CPU threads (each has its own kernel scratch)", number("int", 1, 1024), 1)
+  .option("--json", "print the plans as one JSON object")
+  .action((o: { spec: string; set: Record<string, string>; batch: number; seq: number; device?: PlanDevice; threads: number; json?: boolean }) => {
+    const m = compileModule(o.spec, o.set);
+    const opts = { batch: o.batch, seq: o.seq, threads: o.threads };
+    const plans = (o.device ? [o.device] : (["cpu", "cuda"] as const)).flatMap((d) => (["qzo step", "inference"] as const).map((mode) => planMemory(m, d, mode, opts)));
+    process.stdout.write(o.json ? JSON.stringify({ model: m.name, parameters: parameterCount(m), ...opts, plans }) + "\n" : formatPlans(m, plans, opts) + "\n");
+  });
+
+program
+  .command("quantize")
+  .description("quantize a float Hugging Face model directory into AQLM's 2x8 additive codebooks, in the layout of AQLM's Hugging Face checkpoints")
+  .requiredOption("--model <dir>", "a Hugging Face model directory with float weights")
+  .requiredOption("--out <dir>", "the new model directory (must not exist or be empty)")
+  .addOption(new Option("--format <name>", "the quantization format").choices(["aqlm_2x8"]).default("aqlm_2x8"))
+  .option("--seed <n>", "the quantizer's seed", number("int", 0), 0)
+  .option("--rounds <n>", "alternating refinement rounds (codes, then codebooks)", number("int", 0, 1000))
+  .action((o: { model: string; out: string; seed: number; rounds?: number }) => {
+    const r = quantizeHfToAqlm(o.model, o.out, { seed: o.seed, ...(o.rounds !== undefined ? { rounds: o.rounds } : {}), log: (line) => process.stderr.write(line + "\n") });
+    process.stderr.write(`qzo quantize: ${r.quantized.length} linear weights in aqlm_2x8 (relative error ${r.relativeError.toExponential(3)}), ${r.kept.length} kept as stored; wrote ${o.out}\n`);
   });
 
 program

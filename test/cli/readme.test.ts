@@ -42,6 +42,21 @@ describe("README.md", () => {
     }
   }, 600_000);
 
+  it("2-bit models (AQLM): every command runs as written", async () => {
+    const cmds = commandLines("2-bit models (AQLM)", /^npx /);
+    expect(cmds).toHaveLength(3);
+    const dirs = cmds.flatMap((c) => [...c.matchAll(/--out (runs\/\S+)/g)].map((x) => join(root, x[1]!)));
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    try {
+      for (const cmd of cmds) {
+        const r = await execa("bash", ["-c", cmd], { cwd: root, reject: false });
+        expect(r.exitCode, `${cmd}\n${r.stderr.slice(-2000)}`).toBe(0);
+      }
+    } finally {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   // Open MPI's own settings, not the command's: as root it asks for consent, and a one-core machine has one slot.
   it.runIf(haveMpirun || process.env["QZO_REQUIRE_MPI"] === "1")("Training on several processes: the mpirun command runs as written", async () => {
     expect(severalProcesses).toHaveLength(1);
