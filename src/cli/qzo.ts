@@ -31,7 +31,7 @@ import { bindModel } from "../runtime/load/bind.js";
 import { modelTokenizer } from "../runtime/load/tokenizer.js";
 import { QzoError } from "../util/errors.js";
 import { collectSet, runCli } from "./run-cli.js";
-import { quantizeHfToAqlm } from "../runtime/quant/aqlm-hf.js";
+import { quantizeToAqlm } from "../runtime/quant/aqlm-hf.js";
 import { formatPlans, parameterCount, planMemory, type PlanDevice } from "../runtime/plan/memory-plan.js";
 import { compileModule } from "../compiler/check.js";
 import { CollectiveError } from "../runtime/parallel/communicator.js";
@@ -249,14 +249,15 @@ program
 
 program
   .command("quantize")
-  .description("quantize a float Hugging Face model directory into AQLM's 2x8 additive codebooks, in the layout of AQLM's Hugging Face checkpoints")
-  .requiredOption("--model <dir>", "a Hugging Face model directory with float weights")
+  .description("quantize a float model into AQLM's 2x8 additive codebooks, written in the layout of AQLM's Hugging Face checkpoints")
+  .requiredOption("--model <path>", "a float model: a Hugging Face directory, a .gguf file or a llama2.c .bin")
+  .option("--spec <file>", "the .qzo spec of a model file (default: models/<architecture>.qzo)")
   .requiredOption("--out <dir>", "the new model directory (must not exist or be empty)")
   .addOption(new Option("--format <name>", "the quantization format").choices(["aqlm_2x8"]).default("aqlm_2x8"))
   .option("--seed <n>", "the quantizer's seed", number("int", 0), 0)
   .option("--rounds <n>", "alternating refinement rounds (codes, then codebooks)", number("int", 0, 1000))
-  .action((o: { model: string; out: string; seed: number; rounds?: number }) => {
-    const r = quantizeHfToAqlm(o.model, o.out, { seed: o.seed, ...(o.rounds !== undefined ? { rounds: o.rounds } : {}), log: (line) => process.stderr.write(line + "\n") });
+  .action((o: { model: string; out: string; spec?: string; seed: number; rounds?: number }) => {
+    const r = quantizeToAqlm(o.model, o.out, { seed: o.seed, ...(o.spec ? { spec: o.spec } : {}), ...(o.rounds !== undefined ? { rounds: o.rounds } : {}), log: (line) => process.stderr.write(line + "\n") });
     process.stderr.write(`qzo quantize: ${r.quantized.length} linear weights in aqlm_2x8 (relative error ${r.relativeError.toExponential(3)}), ${r.kept.length} kept as stored; wrote ${o.out}\n`);
   });
 

@@ -6,7 +6,7 @@
  * agree with the interpreter; `qzo train` lowers the held-out loss and exports the same layout with
  * only the scales changed; inconsistent checkpoints fail in one line.
  */
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -18,6 +18,8 @@ import { readTensorBytes } from "../../src/runtime/model-files/common.js";
 const root = new URL("../../", import.meta.url).pathname;
 const HF = join(root, "models/weights/stories260K/hf");
 const TRAIN = join(root, "data/stories260K-self/train.txt");
+const BABY_F32 = join(root, "..", "shared", "models", "gguf", "babyllama-tok105-f32.gguf");
+const BABY_TOK = join(root, "..", "shared", "models", "babyllama-tok105", "tok105.model");
 const qzo = (...args: string[]) => execa("node", [`${root}dist/src/cli/qzo.js`, ...args], { reject: false, cwd: root });
 const tmp = () => mkdtempSync(join(tmpdir(), "qzo-aqlm-"));
 
@@ -59,7 +61,7 @@ function dequantizedCopy(dir: string): string {
     out.push({ name: `${base}.weight`, dtype: "F32", shape: [rows, groups * 8], data: new Uint8Array(w.buffer) });
   }
   const f32 = tmp();
-  for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) cpSync(join(dir, f), join(f32, f));
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) if (existsSync(join(dir, f))) cpSync(join(dir, f), join(f32, f));
   const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
   delete config.quantization_config;
   writeFileSync(join(f32, "config.json"), JSON.stringify(config));
@@ -78,8 +80,8 @@ beforeAll(async () => {
   writeFileSync(text, readFileSync(join(root, "data/stories260K-self/eval.txt"), "utf8").slice(0, 700));
 }, 120_000);
 
-const nll = async (model: string, device: string) => {
-  const r = await qzo("perplexity", "--model", model, "--text", text, "--device", device, "--json");
+const nll = async (model: string, device: string, tokenizer?: string) => {
+  const r = await qzo("perplexity", "--model", model, "--text", text, "--device", device, "--json", ...(tokenizer ? ["--tokenizer", tokenizer] : []));
   expect(r.exitCode, r.stderr).toBe(0);
   return JSON.parse(r.stdout).nll as number;
 };
@@ -108,6 +110,28 @@ describe("AQLM 2x8", () => {
     expect(Math.abs(cpu - interp) / interp).toBeLessThan(1e-6);
     // The quantization moved the model: the check compares something.
     expect(Math.abs(ref - (await nll(HF, "cpu"))) / ref).toBeGreaterThan(1e-3);
+  }, 120_000);
+
+  it("babyllama from its F32 GGUF (tensors written under the spec's Hugging Face names): perplexity equals the dequantize-then-forward's, CPU kernels the interpreter's", async () => {
+    const baby = join(tmp(), "baby");
+    const q = await qzo("quantize", "--model", BABY_F32, "--out", baby, "--rounds", "1");
+    expect(q.exitCode, q.stderr).toBe(0);
+    const short = join(tmp(), "short.txt");
+    writeFileSync(short, readFileSync(text, "utf8").slice(0, 110));
+    const score = async (model: string, device: string, tok?: string) => {
+      const r = await qzo("perplexity", "--model", model, "--text", short, "--device", device, "--json", ...(tok ? ["--tokenizer", tok] : []));
+      expect(r.exitCode, r.stderr).toBe(0);
+      return JSON.parse(r.stdout).nll as number;
+    };
+    const ref = await score(dequantizedCopy(baby), "cpu", BABY_TOK);
+    const cpu = await score(baby, "cpu", BABY_TOK);
+    const interp = await score(baby, "interp", BABY_TOK);
+    expect(Math.abs(cpu - ref) / ref).toBeLessThan(1e-4);
+    expect(Math.abs(interp - ref) / ref).toBeLessThan(1e-4);
+    // The F32 GGUF read through its own names scores differently (2 bits lose something) but sanely.
+    const f32 = await score(BABY_F32, "cpu");
+    expect(ref).toBeGreaterThan(f32);
+    expect(ref).toBeLessThan(4 * f32);
   }, 120_000);
 
   it("qzo train lowers the held-out loss and exports the same layout with only the scales changed", async () => {
@@ -149,5 +173,11 @@ describe("AQLM 2x8", () => {
     expect(await one(bad((c) => (c["nbits_per_codebook"] = 4)))).toMatch(/'.*\.codebooks' is \[2, 256, 1, 8\]: expected \[2, 16, 1, 8\]/);
     expect(await one(bad((c) => (c["out_group_size"] = 2)))).toMatch(/config\.json: at byte 0: AQLM with out_group_size 2 is not supported/);
     expect(await one(bad((c) => (c["in_group_size"] = "8")))).toMatch(/bad AQLM setting in_group_size = "8": expected a positive integer/);
+    const q4 = await qzo("quantize", "--model", join(root, "models/weights/stories260K/stories260K-q4_0.gguf"), "--out", join(tmp(), "q"));
+    expect(q4.exitCode).toBe(1);
+    expect(q4.stderr.trim()).toMatch(/^qzo: .*stories260K-q4_0\.gguf: '\w+' is stored as q\d_\d: quantize a float model$/);
+    const taken = await qzo("quantize", "--model", HF, "--out", aqlm);
+    expect(taken.exitCode).toBe(2);
+    expect(taken.stderr.trim()).toBe(`qzo: ${aqlm}: exists and is not an empty directory; choose a new one`);
   }, 60_000);
 });

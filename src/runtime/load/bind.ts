@@ -344,7 +344,7 @@ function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
  * Reorders whole rows for the RoPE conventions. Hugging Face keeps, within each head of hd rows,
  * row k*(hd/2) + j where llama2.c and GGUF keep row 2j + k (k = 0, 1).
  */
-function permuteRowBytes(bytes: Uint8Array, rows: number, t: { name: string; args: string[] }, env: Record<string, number>, label: string, file: string): Uint8Array {
+export function permuteRowBytes(bytes: Uint8Array, rows: number, t: { name: string; args: string[] }, env: Record<string, number>, label: string, file: string): Uint8Array {
   if (t.name !== "unpermute_rope" && t.name !== "permute_rope") {
     if (t.name === "transpose") throw new QzoError(`${file}: ${label}: a quantized tensor cannot be transposed on load`);
     return bytes;
