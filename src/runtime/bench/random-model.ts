@@ -11,18 +11,9 @@ import { additiveCodebook, pack } from "../quant/codec.js";
 import type { PackedTensor } from "../quant/types.js";
 import { roundToDType } from "../../util/float-bits.js";
 import type { Batch } from "../backends/backend.js";
+import { rng } from "../../util/seeded-random.js";
 
-/** mulberry32: a small seeded generator in [0, 1). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /**
  * A model with random weights: norms near 1; other weights uniform in [-0.1, 0.1), or with

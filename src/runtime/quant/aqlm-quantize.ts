@@ -25,6 +25,7 @@
  */
 import { QzoError } from "../../util/errors.js";
 import { roundToDType } from "../../util/float-bits.js";
+import { rng } from "../../util/seeded-random.js";
 
 export interface AqlmOptions {
   /** M, the number of codebooks summed per group (e.g. 2). */
@@ -73,17 +74,6 @@ function f16Scale(s: number): number {
   return h > 0 ? h : F16_MIN_POSITIVE;
 }
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function checkInt(name: string, x: number, min: number, max = Infinity): void {
   if (!Number.isInteger(x) || x < min || x > max) {
@@ -437,7 +427,7 @@ export function quantizeAqlm(w: Float32Array, rows: number, cols: number, o: Aql
 
   // The generator takes 32 bits: the seed's high part is mixed in (scrambled by a multiply) rather
   // than dropped, so that seeds with the same low 32 bits still give different streams.
-  const rand = mulberry32((o.seed >>> 0) ^ Math.imul(Math.floor(o.seed / 2 ** 32), 0x9e3779b1));
+  const rand = rng((o.seed >>> 0) ^ Math.imul(Math.floor(o.seed / 2 ** 32), 0x9e3779b1));
   initCodebooks(st, kmeansIters, rand);
   for (let round = 0; round < rounds; round++) {
     scalePass(st);
