@@ -9,3 +9,12 @@ export function readmeSection(title: string): string {
   if (!s) throw new Error(`README.md has no section '## ${title}'`);
   return s;
 }
+
+/** The indented command lines of a section that start with `prefix`, comments after `#` dropped. */
+export function readmeCommands(title: string, prefix: RegExp): string[] {
+  return readmeSection(title)
+    .split("\n")
+    .filter((l) => /^ {4}\S/.test(l))
+    .map((l) => l.trim().replace(/\s+#.*$/, ""))
+    .filter((l) => prefix.test(l));
+}
