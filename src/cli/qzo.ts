@@ -241,6 +241,7 @@ program
   .option("--threads <n>", "CPU threads (each has its own kernel scratch)", number("int", 1, 1024), 1)
   .option("--json", "print the plans as one JSON object")
   .action((o: { spec: string; set: Record<string, string>; batch: number; seq: number; device?: PlanDevice; threads: number; json?: boolean }) => {
+    if (!existsSync(o.spec)) throw new QzoError(`${o.spec}: no such file`);
     const m = compileModule(o.spec, o.set);
     const opts = { batch: o.batch, seq: o.seq, threads: o.threads };
     const plans = (o.device ? [o.device] : (["cpu", "cuda"] as const)).flatMap((d) => (["qzo step", "inference"] as const).map((mode) => planMemory(m, d, mode, opts)));

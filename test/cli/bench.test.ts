@@ -26,7 +26,9 @@ describe("qzo bench", () => {
     expect(report.roofline.flops).toBeGreaterThan(1e8);
     expect(report.matmul.rows.map((x) => x.m)).toEqual([1, 16]);
     for (const row of report.matmul.rows) {
-      for (const v of [row.fusedMs, row.unfusedMs, row.rooflineMs, row.unfusedOverFused, row.fusedOfRoofline, row.unfusedOfRoofline]) expect(positive(v), JSON.stringify(row)).toBe(true);
+      for (const v of [row.fusedMs, row.unfusedMs, row.rooflineMs, row.unfusedOverFused]) expect(positive(v), JSON.stringify(row)).toBe(true);
+      // Fractions of the roofline are rounded in the report: a slow run on a busy machine rounds to 0.
+      for (const v of [row.fusedOfRoofline, row.unfusedOfRoofline]) expect(Number.isFinite(v) && v >= 0 && v <= 1, JSON.stringify(row)).toBe(true);
       expect(row.unfusedOverFused).toBeCloseTo(row.unfusedMs / row.fusedMs, 1);
     }
     const s = report.step;

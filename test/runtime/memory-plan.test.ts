@@ -2,7 +2,8 @@
  * `qzo plan`'s memory terms: the weight terms are the byte sizes of the arrays the kernel backends
  * hold (backends/kernel-args.ts weightArrays, for every format, additive codebooks included); the
  * planned temporaries and scratch of one perturbed CPU call bound the peak RSS that call adds,
- * measured in a child process (Linux's clear_refs reset of the peak), and are not far above it;
+ * measured in a child process (Linux's clear_refs reset of the peak), and the temporaries alone
+ * are at least 80% of it;
  * the Llama-2-13B-shaped AQLM 2x8 QZO step plans under 24 GiB on CUDA.
  */
 import { existsSync } from "node:fs";
@@ -37,7 +38,7 @@ describe("qzo plan", () => {
   });
 
   it.runIf(existsSync("/proc/self/clear_refs"))(
-    "the planned temporaries and scratch of a perturbed CPU call bound its measured peak, within a factor 1.6",
+    "the planned temporaries and scratch of a perturbed CPU call bound its measured peak, and the temporaries alone are most of it",
     async () => {
       for (const [over, shape] of [
         [{ dim: 384, hidden: 1024, n_layers: 2, n_heads: 8, n_kv_heads: 8, vocab: 512, seq_len: 1024, weight: "q4_0" }, [8, 384]],
@@ -46,9 +47,12 @@ describe("qzo plan", () => {
         const r = await execa("node", [join(root, "test/support/measure-call-peak.mjs"), root, JSON.stringify(over), JSON.stringify(shape)], { reject: false });
         expect(r.exitCode, r.stderr).toBe(0);
         const { measured, terms } = JSON.parse(r.stdout) as { measured: number; terms: Record<string, number> };
-        const planned = terms["planned temporaries of 'lm'"]! + terms["CPU kernel scratch (1 thread)"]! + terms["output of 'lm'"]!;
+        const temporaries = terms["planned temporaries of 'lm'"]!;
+        const planned = temporaries + terms["CPU kernel scratch (1 thread)"]! + terms["output of 'lm'"]!;
+        // The scratch is an allowance (malloc may serve it from memory already resident); the
+        // temporaries are the call's real working set.
         expect(measured, JSON.stringify({ over, planned })).toBeLessThanOrEqual(planned);
-        expect(measured * 1.6, JSON.stringify({ over, planned })).toBeGreaterThanOrEqual(planned);
+        expect(measured, JSON.stringify({ over, temporaries })).toBeGreaterThanOrEqual(0.8 * temporaries);
       }
     },
     120_000,
@@ -68,9 +72,15 @@ describe("qzo plan", () => {
     expect(out.plans.map((p) => `${p.device} ${p.mode}`)).toEqual(["cpu qzo step", "cpu inference", "cuda qzo step", "cuda inference"]);
   });
 
-  it("bad sizes are usage errors in one line", async () => {
+  it("bad sizes are usage errors in one line; a missing spec is one line; OPT (whose training loss is classification) plans its lm loss", async () => {
     const r = await execa("node", [CLI, "plan", "--spec", LLAMA, "--batch", "0", "--seq", "8"], { reject: false });
     expect(r.exitCode).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    const missing = await execa("node", [CLI, "plan", "--spec", "no/such.qzo", "--batch", "1", "--seq", "8"], { reject: false });
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr.trim()).toBe("qzo: no/such.qzo: no such file");
+    const opt = await execa("node", [CLI, "plan", "--spec", join(root, "models/opt.qzo"), "--batch", "2", "--seq", "16", "--device", "cpu"], { reject: false });
+    expect(opt.exitCode, opt.stderr).toBe(0);
+    expect(opt.stdout).toContain("qzo step on CPU ('lm')");
   });
 });

@@ -138,7 +138,8 @@ function cudaWorkspace(m: ModuleIR, rows: number): PlanTerm {
 /** The plan of one mode on one device. */
 export function planMemory(m: ModuleIR, device: PlanDevice, mode: MemoryPlan["mode"], o: PlanOptions): MemoryPlan {
   if (!Number.isInteger(o.batch) || o.batch < 1 || !Number.isInteger(o.seq) || o.seq < 1) throw new QzoError(`batch and sequence length must be integers >= 1`, 2);
-  const graph = mode === "qzo step" ? m.train.loss || "lm" : "forward";
+  // A step is planned on the language-model loss when the spec has one (its inputs are [batch, sequence]).
+  const graph = mode === "inference" ? "forward" : m.graphs.some((g) => g.name === "lm" && g.role === "loss") ? "lm" : m.train.loss;
   const man = compileArtifact(m, { graphs: [graph] }).manifest;
   const { terms: gterms, rows } = graphTerms(m, man, graph, o);
   const terms = [...weightTerms(man, mode)];
