@@ -11,8 +11,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { configInts } from "../../compiler/ir/queries.js";
-import { evalIntExpr } from "../../compiler/ir/int-expr.js";
+import { configInts, paramLayers } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { f32BitsToF16Bits } from "../../util/float-bits.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
@@ -91,8 +90,7 @@ function boundSource(path: string, spec: string | undefined): FloatSource {
   for (const p of m.params) {
     const src = (p.sources["hf"] ?? [])[0];
     if (!src) throw new QzoError(`${bound.spec}: parameter '${p.name}' has no Hugging Face name to write it under`);
-    const layers = p.array ? Array.from({ length: evalIntExpr(p.array.to, ints) - evalIntExpr(p.array.from, ints) }, (_, i) => i + evalIntExpr(p.array!.from, ints)) : [undefined];
-    for (const layer of layers) {
+    for (const layer of paramLayers(p, ints)) {
       const v = bound.weights.get(p.name, layer);
       if (v.kind !== "float") throw new QzoError(`${path}: '${p.name}' is stored as ${v.tensor.format.name}: quantize a float model`);
       let shape = [...v.shape];
