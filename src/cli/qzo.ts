@@ -32,7 +32,7 @@ import { modelTokenizer } from "../runtime/load/tokenizer.js";
 import { QzoError } from "../util/errors.js";
 import { collectSet, runCli } from "./run-cli.js";
 import { quantizeToAqlm } from "../runtime/quant/aqlm-hf.js";
-import { formatPlans, parameterCount, planMemory, type PlanDevice } from "../runtime/plan/memory-plan.js";
+import { formatPlans, parameterCount, planMemories, type PlanDevice } from "../runtime/plan/memory-plan.js";
 import { compileModule } from "../compiler/check.js";
 import { CollectiveError } from "../runtime/parallel/communicator.js";
 import { connectMpi } from "../runtime/parallel/mpi.js";
@@ -76,6 +76,9 @@ function load(o: ModelOpts) {
   const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
   return { bound, tok: modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(bound.module)) };
 }
+
+/** This process's place in an mpirun job, or undefined when it runs alone. */
+const world = launchedWorld();
 
 const program = new Command("qzo").description("QZO runtime: fine-tuning, evaluation, generation and export of quantized models").version("0.1.0");
 
@@ -186,7 +189,6 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--check-every <n>", "under mpirun: compare a hash of the scales across ranks every N steps (and at the end)", number("int", 1), 100)
   .action(async (o: TrainCliOpts) => {
     if (o.relativeEps && o.absoluteEps) throw new QzoError("--relative-eps and --absolute-eps exclude each other", 2);
-    const world = launchedWorld();
     // One GPU per rank of a machine, unless the user chose them.
     if (world && world.localSize > 1 && process.env["CUDA_VISIBLE_DEVICES"] === undefined) process.env["CUDA_VISIBLE_DEVICES"] = String(world.localRank);
     const comm = world ? connectMpi(world) : undefined;
@@ -244,7 +246,7 @@ program
     if (!existsSync(o.spec)) throw new QzoError(`${o.spec}: no such file`);
     const m = compileModule(o.spec, o.set);
     const opts = { batch: o.batch, seq: o.seq, threads: o.threads };
-    const plans = (o.device ? [o.device] : (["cpu", "cuda"] as const)).flatMap((d) => (["qzo step", "inference"] as const).map((mode) => planMemory(m, d, mode, opts)));
+    const plans = planMemories(m, o.device ? [o.device] : ["cpu", "cuda"], opts);
     process.stdout.write(o.json ? JSON.stringify({ model: m.name, parameters: parameterCount(m), ...opts, plans }) + "\n" : formatPlans(m, plans, opts) + "\n");
   });
 
@@ -372,5 +374,4 @@ modelOptions(program.command("eval").description("accuracy (classification data)
   });
 
 // Under mpirun: errors name the rank; those that every rank meets alike are printed by rank 0 only.
-const world = launchedWorld();
 await runCli(program, process.argv, world ? { label: `qzo (rank ${world.rank} of ${world.size})`, quiet: (e) => e instanceof CollectiveError && world.rank > 0 } : {});

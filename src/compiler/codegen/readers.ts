@@ -16,10 +16,9 @@
  */
 import type { FormatIR } from "../ir/ir.js";
 import { DTYPE_BITS } from "../ir/ir.js";
-import { evalConcrete } from "../ir/queries.js";
+import { additiveCodebook, evalConcrete } from "../ir/queries.js";
 import { renameNames } from "../ir/int-expr.js";
 import { UnsupportedError } from "../../util/errors.js";
-import { additiveBooks } from "./weight-slots.js";
 import { roundToDType } from "../../util/float-bits.js";
 
 export interface ReaderIR {
@@ -51,7 +50,7 @@ export interface ReaderIR {
 }
 
 export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
-  const additive = additiveBooks(f);
+  const additive = additiveCodebook(f);
   if (additive && f.layout.kind !== "tensors") throw new UnsupportedError(`format '${f.name}': additive codebooks are read from a tensors layout only`);
   const bs = f.block.size;
   const scaleIndex =

@@ -4,8 +4,8 @@
  * additive codebooks, the layer's codebooks as fp32 [M, entries, V]: "books"). The byte
  * size of each slot is part of the ABI, so a backend can check every array before a call.
  */
-import { DTYPE_BITS, type CodebookIR, type FormatIR, type ModuleIR } from "../ir/ir.js";
-import { configInts, evalConcrete, formatOf, paramLayers, paramShape, scaleCount } from "../ir/queries.js";
+import { DTYPE_BITS, type ModuleIR } from "../ir/ir.js";
+import { additiveCodebook, configInts, evalConcrete, formatOf, paramLayers, paramShape, scaleCount } from "../ir/queries.js";
 
 export interface WeightSlot {
   /** `wq[3].codes`, `norm.data` ... */
@@ -15,12 +15,6 @@ export interface WeightSlot {
   part: "data" | "codes" | "scales" | "mins" | "zeros" | "books";
   /** Byte size of the host array: f32 data, packed codes as stored, one fp32 per scale. */
   bytes: number;
-}
-
-/** A format's additive codebook (stored per weight in the checkpoint), if it has one. */
-export function additiveBooks(f: FormatIR): CodebookIR | undefined {
-  const cb = f.codebooks.find((b) => b.name === f.code.lookup);
-  return cb?.additive ? cb : undefined;
 }
 
 /** The slots of every parameter, in module order, each layer of an array in turn. */
@@ -33,7 +27,7 @@ export function weightSlots(m: ModuleIR): WeightSlot[] {
     const [rows, cols] = shape as [number, number];
     const bytes = (part: WeightSlot["part"]): number => {
       if (!f || part === "data") return 4 * shape.reduce((a, b) => a * b, 1);
-      if (part === "books") return 4 * additiveBooks(f)!.shape.reduce((a, b) => a * b, 1);
+      if (part === "books") return 4 * additiveCodebook(f)!.shape.reduce((a, b) => a * b, 1);
       if (part !== "codes") return 4 * scaleCount(f, rows, cols);
       if (f.layout.kind === "record") return rows * (cols / f.block.size) * f.layout.bytes;
       const field = f.layout.fields.find((x) => x.field === "code")!;
@@ -43,7 +37,7 @@ export function weightSlots(m: ModuleIR): WeightSlot[] {
     for (const layer of paramLayers(p, env)) {
       const at = `${p.name}${layer === undefined ? "" : `[${layer}]`}`;
       const parts: WeightSlot["part"][] = f
-        ? ["codes", "scales", ...(f.min ? ["mins" as const] : []), ...(f.zero ? ["zeros" as const] : []), ...(additiveBooks(f) ? ["books" as const] : [])]
+        ? ["codes", "scales", ...(f.min ? ["mins" as const] : []), ...(f.zero ? ["zeros" as const] : []), ...(additiveCodebook(f) ? ["books" as const] : [])]
         : ["data"];
       for (const part of parts) slots.push({ name: `${at}.${part}`, param: p.name, ...(layer === undefined ? {} : { layer }), part, bytes: bytes(part) });
     }

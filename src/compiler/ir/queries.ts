@@ -4,7 +4,7 @@
  * concrete shape, and how many scales a quantized matrix has.
  */
 import { QzoError } from "../../util/errors.js";
-import type { FormatIR, ModuleIR, ParamIR } from "./ir.js";
+import type { CodebookIR, FormatIR, ModuleIR, ParamIR } from "./ir.js";
 import { evalIntExpr } from "./int-expr.js";
 
 /** Config name -> int value. */
@@ -60,4 +60,10 @@ export function scaleCount(f: FormatIR, rows: number, cols: number): number {
   if (f.scale.per === "tensor") return 1;
   if (f.scale.per === "row") return rows;
   return f.block.axis === "in" ? rows * (cols / f.block.size) : (rows / f.block.size) * cols;
+}
+
+/** The format's additive codebook (AQLM: a code per table m, w = scale * sum_m book[m, q_m, c % V]), if it has one. */
+export function additiveCodebook(f: FormatIR): CodebookIR | undefined {
+  const cb = f.codebooks.find((b) => b.name === f.code.lookup);
+  return cb?.additive ? cb : undefined;
 }

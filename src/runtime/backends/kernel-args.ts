@@ -11,7 +11,7 @@ import { configInts, formatOf, paramOf } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import type { KernelArg } from "../../native/index.js";
 import type { BoundModel } from "../load/bind.js";
-import { unpackRaw } from "../quant/codec.js";
+import { unpackFields } from "../quant/codec.js";
 import type { PackedTensor } from "../quant/types.js";
 import type { Batch, PerturbSpec, UpdateSpec } from "./backend.js";
 
@@ -53,13 +53,13 @@ export function weightArrays(bound: StoredModel, manifest: Manifest, backend: st
 function quantParts(m: ModuleIR, param: string, packed: PackedTensor): { codes: Uint8Array; scales: Float32Array; mins?: Float32Array; zeros?: Float32Array; books?: Float32Array } {
   const f = formatOf(m, paramOf(m, param));
   if (!f) throw new QzoError(`internal: '${param}' has no format`);
-  const raw = unpackRaw(packed);
+  const raw = unpackFields(packed);
   const codes = f.layout.kind === "record" ? packed.storage["blocks"]! : packed.storage[f.layout.fields.find((x) => x.field === "code")!.tensor]!;
   const zeros = raw.zeros && f.zero ? Float32Array.from(raw.zeros, (z) => z + f.zero!.adjust) : undefined;
   return {
     codes,
-    scales: Float32Array.from(raw.scales),
-    ...(raw.mins ? { mins: Float32Array.from(raw.mins) } : {}),
+    scales: raw.scales,
+    ...(raw.mins ? { mins: raw.mins } : {}),
     ...(zeros ? { zeros } : {}),
     ...(raw.codebooks ? { books: raw.codebooks } : {}),
   };

@@ -3,11 +3,11 @@
  * and config with random weights (quantized ones through RTN), and language-model batches.
  */
 import type { FormatIR, ModuleIR } from "../../compiler/ir/ir.js";
-import { configInts, evalConcrete, formatOf, paramLayers } from "../../compiler/ir/queries.js";
+import { additiveCodebook, configInts, evalConcrete, formatOf, paramLayers } from "../../compiler/ir/queries.js";
 import type { StoredModel } from "../backends/kernel-args.js";
 import type { StoredWeight } from "../load/bind.js";
 import { quantizeRTN } from "../quant/quantize.js";
-import { additiveCodebook, pack } from "../quant/codec.js";
+import { pack } from "../quant/codec.js";
 import type { PackedTensor } from "../quant/types.js";
 import { roundToDType } from "../../util/float-bits.js";
 import type { Batch } from "../backends/backend.js";

@@ -17,9 +17,9 @@ import type { ConfigOverrides } from "../../compiler/sema/check.js";
 import { QzoError } from "../../util/errors.js";
 import type { ParamValue, WeightSource } from "../interpret/interpreter.js";
 import { type TensorInfo, decodeBytesToF32, numElements } from "../model-files/index.js";
-import { additiveCodebook, pack, unpack, unpackRaw } from "../quant/codec.js";
+import { pack, unpack, unpackRaw } from "../quant/codec.js";
 import { evalIntExpr } from "../../compiler/ir/int-expr.js";
-import { paramLayers, scaleCount } from "../../compiler/ir/queries.js";
+import { additiveCodebook, paramLayers, scaleCount } from "../../compiler/ir/queries.js";
 import type { PackedTensor } from "../quant/types.js";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.js";
 
@@ -248,19 +248,22 @@ function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
         }
       }
       if (!fields.every((fld) => parts[fld.tensor])) continue;
-      const want = fields.map((fld) => ({ fld: { tensor: fld.tensor, dtype: fld.dtype as string }, shape: fld.shape.map((e) => evalIntExpr(e, dims())) }));
-      // Additive codebooks (AQLM) are a tensor of their own beside the codes; size-1 dimensions
+      const squeeze = (sh: readonly number[]) => sh.filter((d) => d !== 1);
+      const want = fields.map((fld) => ({ tensor: fld.tensor, dtype: fld.dtype as string, shape: fld.shape.map((e) => evalIntExpr(e, dims())), squeezed: false }));
+      // Additive codebooks (AQLM) are a tensor of their own beside the codes; its size-1 dimensions
       // (AQLM's out_group_size of 1: [M, K, 1, V]) do not count.
       const cb = additiveCodebook(f);
       if (cb?.tensor !== undefined) {
         const t = ckpt.tensors.get(prefix + cb.tensor);
         if (t) parts[cb.tensor] = t;
-        want.push({ fld: { tensor: cb.tensor, dtype: cb.dtype }, shape: cb.shape });
+        want.push({ tensor: cb.tensor, dtype: cb.dtype, shape: cb.shape, squeezed: true });
       }
-      const squeeze = (sh: readonly number[]) => sh.filter((d) => d !== 1);
-      const fits = want.every(({ fld, shape }) => parts[fld.tensor] !== undefined && parts[fld.tensor]!.dtype.toLowerCase() === fld.dtype && sameShape(cb && fld.tensor === cb.tensor ? squeeze(parts[fld.tensor]!.shape) : parts[fld.tensor]!.shape, cb && fld.tensor === cb.tensor ? squeeze(shape) : shape));
+      const fits = want.every((w) => {
+        const t = parts[w.tensor];
+        return t !== undefined && t.dtype.toLowerCase() === w.dtype && (w.squeezed ? sameShape(squeeze(t.shape), squeeze(w.shape)) : sameShape(t.shape, w.shape));
+      });
       if (fits) return { name: prefix + fields[0]!.tensor, info: parts[fields[0]!.tensor]!, source: src, format: f, parts };
-      expected.push(`${f.name} ${want.map(({ fld, shape }) => `${fld.tensor} ${fld.dtype}[${shape.join(", ")}]`).join(", ")}`);
+      expected.push(`${f.name} ${want.map((w) => `${w.tensor} ${w.dtype}[${w.shape.join(", ")}]`).join(", ")}`);
     }
     if (expected.length) {
       const have = [...seen.values()].map((t) => `${t.name} ${t.dtype.toLowerCase()}[${t.shape.join(", ")}]`);

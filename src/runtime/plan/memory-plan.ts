@@ -135,12 +135,26 @@ function cudaWorkspace(m: ModuleIR, rows: number): PlanTerm {
   return { name: "CUDA tensor-core workspace", bytes, why: `fp16 activations (${rows} rows x ${maxK}) and, twice (a GLU's two weights), the largest weight's fp16 code values and per-16-column scale steps` };
 }
 
+/** The graph a mode is planned on: a step on the language-model loss when the spec has one (its inputs are [batch, sequence]). */
+function graphOf(m: ModuleIR, mode: MemoryPlan["mode"]): string {
+  return mode === "inference" ? "forward" : m.graphs.some((g) => g.name === "lm" && g.role === "loss") ? "lm" : m.train.loss;
+}
+
 /** The plan of one mode on one device. */
 export function planMemory(m: ModuleIR, device: PlanDevice, mode: MemoryPlan["mode"], o: PlanOptions): MemoryPlan {
+  return planFrom(m, compileArtifact(m, { graphs: [graphOf(m, mode)] }).manifest, device, mode, o);
+}
+
+/** Both modes on each device, the spec compiled once. */
+export function planMemories(m: ModuleIR, devices: readonly PlanDevice[], o: PlanOptions): MemoryPlan[] {
+  const modes = ["qzo step", "inference"] as const;
+  const man = compileArtifact(m, { graphs: [...new Set(modes.map((mode) => graphOf(m, mode)))] }).manifest;
+  return devices.flatMap((d) => modes.map((mode) => planFrom(m, man, d, mode, o)));
+}
+
+function planFrom(m: ModuleIR, man: Omit<Manifest, "target">, device: PlanDevice, mode: MemoryPlan["mode"], o: PlanOptions): MemoryPlan {
   if (!Number.isInteger(o.batch) || o.batch < 1 || !Number.isInteger(o.seq) || o.seq < 1) throw new QzoError(`batch and sequence length must be integers >= 1`, 2);
-  // A step is planned on the language-model loss when the spec has one (its inputs are [batch, sequence]).
-  const graph = mode === "inference" ? "forward" : m.graphs.some((g) => g.name === "lm" && g.role === "loss") ? "lm" : m.train.loss;
-  const man = compileArtifact(m, { graphs: [graph] }).manifest;
+  const graph = graphOf(m, mode);
   const { terms: gterms, rows } = graphTerms(m, man, graph, o);
   const terms = [...weightTerms(man, mode)];
   const scales = man.trainables.reduce((a, t) => a + 4 * t.size, 0);

@@ -21,7 +21,7 @@
 import { DTYPE_BITS, type CodebookIR, type FloatDType, type FormatIR, type RecordLayoutIR, type TensorFieldIR, type TensorsLayoutIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { compileIntExpr, evalIntExpr, type IntFn } from "../../compiler/ir/int-expr.js";
-import { scaleCount } from "../../compiler/ir/queries.js";
+import { additiveCodebook, scaleCount } from "../../compiler/ir/queries.js";
 import { type PackedTensor, type UnpackedTensor, scaleIndex } from "./types.js";
 import { fromF32Bits, roundToDType, toF32Bits } from "../../util/float-bits.js";
 
@@ -249,12 +249,6 @@ function makePlan(f: FormatIR, rows: number, cols: number): Plan {
   return plan;
 }
 
-/** The format's additive codebook (AQLM: a code per codebook m, w = scale * sum_m book[m, q_m, c % V]), if any. */
-export function additiveCodebook(f: FormatIR): (CodebookIR & { tensor: string }) | undefined {
-  const cb = f.codebooks.find((b) => b.name === f.code.lookup);
-  return cb?.additive ? (cb as CodebookIR & { tensor: string }) : undefined;
-}
-
 /** Codes per element: the number of additive codebooks, else 1. */
 function codesPerElement(f: FormatIR): number {
   return additiveCodebook(f)?.shape[0] ?? 1;
@@ -287,7 +281,7 @@ export function unpackRaw(p: PackedTensor): RawQuant {
   const plan = makePlan(p.format, p.rows, p.cols);
   checkStorage(plan, p.storage);
   const f = p.format;
-  const { rows, cols, nScales } = plan;
+  const { rows, cols } = plan;
   const code = plan.fields.code!;
   const cbuf = p.storage[code.tensor]!;
   const M = codesPerElement(f);
@@ -300,6 +294,22 @@ export function unpackRaw(p: PackedTensor): RawQuant {
       }
     }
   }
+  return { codes, ...fieldsOf(plan, p) };
+}
+
+/**
+ * The stored fields of a packed matrix other than its codes (scales, zero-points, mins, additive
+ * codebooks): what a kernel backend passes beside the code bytes, without decoding every code.
+ */
+export function unpackFields(p: PackedTensor): Omit<RawQuant, "codes"> {
+  const plan = makePlan(p.format, p.rows, p.cols);
+  checkStorage(plan, p.storage);
+  return fieldsOf(plan, p);
+}
+
+function fieldsOf(plan: Plan, p: PackedTensor): Omit<RawQuant, "codes"> {
+  const f = p.format;
+  const { nScales } = plan;
   const floats = (pl: Placement, dtype: FloatDType): Float32Array => {
     const out = new Float32Array(nScales);
     const bits = bitsView(out);
@@ -307,10 +317,10 @@ export function unpackRaw(p: PackedTensor): RawQuant {
     for (let s = 0; s < nScales; s++) bits[s] = toF32Bits(dtype, readBits(buf, pl.scaleBit!(s), pl.width));
     return out;
   };
-  const raw: RawQuant = { codes, scales: floats(plan.fields.scale!, f.scale.dtype) };
+  const raw: Omit<RawQuant, "codes"> = { scales: floats(plan.fields.scale!, f.scale.dtype) };
   const cb = additiveCodebook(f);
   if (cb) {
-    const buf = p.storage[cb.tensor]!;
+    const buf = p.storage[cb.tensor!]!;
     const width = DTYPE_BITS[cb.dtype];
     const books = new Float32Array(buf.byteLength / (width / 8));
     const bits = bitsView(books);
@@ -450,7 +460,7 @@ export function pack(format: FormatIR, rows: number, cols: number, raw: RawQuant
   if (cb) {
     const width = DTYPE_BITS[cb.dtype];
     const bits = bitsView(raw.codebooks!);
-    const buf = storage[cb.tensor]!;
+    const buf = storage[cb.tensor!]!;
     for (let i = 0; i < bits.length; i++) writeBits(buf, i * width, width, fromF32Bits(cb.dtype, bits[i]!));
   }
   const floats = (pl: Placement, dtype: FloatDType, src: Float32Array) => {

@@ -13,6 +13,21 @@ namespace qzo {
 // ---------------------------------------------------------------------------------------------
 constexpr int SMALL_M = 16, NR = 2;
 
+// Elements c0..c0+15 of an input row xr (= x + row * K + c0): 16-byte loads when they are
+// aligned and in range, zeros past K.
+__device__ __forceinline__ void x_chunk(const float* xr, int64_t K, int64_t c0, float xv[16]) {
+  if (K % 4 == 0 && c0 + 16 <= K) {
+#pragma unroll
+    for (int e = 0; e < 16; e += 4) {
+      const float4 f = __ldg(reinterpret_cast<const float4*>(xr + e));
+      xv[e] = f.x; xv[e + 1] = f.y; xv[e + 2] = f.z; xv[e + 3] = f.w;
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < 16; e++) xv[e] = (c0 + e < K) ? xr[e] : 0.0f;
+  }
+}
+
 template <class R>
 __device__ __forceinline__ void chunk_values(const WArg& w, int64_t n, int64_t c0, float v[16], float& s, float& mn) {
   constexpr int64_t K = R::COLS;
@@ -63,17 +78,7 @@ __global__ void __launch_bounds__(128) mm_small(const float* __restrict__ x, int
     for (int m = 0; m < SMALL_M; m++) {
       if (m >= M) break;
       float xv[16];
-      const float* xr = x + (int64_t)m * K + c0;
-      if (K % 4 == 0 && c0 + 16 <= K) {
-#pragma unroll
-        for (int e = 0; e < 16; e += 4) {
-          const float4 f = __ldg(reinterpret_cast<const float4*>(xr + e));
-          xv[e] = f.x; xv[e + 1] = f.y; xv[e + 2] = f.z; xv[e + 3] = f.w;
-        }
-      } else {
-#pragma unroll
-        for (int e = 0; e < 16; e++) xv[e] = (c0 + e < K) ? xr[e] : 0.0f;
-      }
+      x_chunk(x + (int64_t)m * K + c0, K, c0, xv);
       float xs = 0.0f;
 #pragma unroll
       for (int e = 0; e < 16; e++) xs += xv[e];
@@ -151,17 +156,7 @@ __global__ void __launch_bounds__(256) mm_small_cols(const float* __restrict__ x
     for (int m = 0; m < SMALL_M; m++) {
       if (m >= M) break;
       float xv[16];
-      const float* xr = x + (int64_t)m * K + c0;
-      if (K % 4 == 0 && c0 + 16 <= K) {
-#pragma unroll
-        for (int e = 0; e < 16; e += 4) {
-          const float4 f = __ldg(reinterpret_cast<const float4*>(xr + e));
-          xv[e] = f.x; xv[e + 1] = f.y; xv[e + 2] = f.z; xv[e + 3] = f.w;
-        }
-      } else {
-#pragma unroll
-        for (int e = 0; e < 16; e++) xv[e] = (c0 + e < K) ? xr[e] : 0.0f;
-      }
+      x_chunk(x + (int64_t)m * K + c0, K, c0, xv);
       float xs = 0.0f, d = 0.0f;
 #pragma unroll
       for (int e = 0; e < 16; e++) {
