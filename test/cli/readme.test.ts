@@ -4,7 +4,7 @@
  * flag its Commands section shows exists in that command's --help. (readme-sections.test.ts runs
  * the commands of its other sections.)
  */
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
@@ -13,11 +13,15 @@ import { readmeCommands as commandLines } from "../support/readme.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 
-
 const quickStart = commandLines("Quick start", /^npx /);
 const synopsis = commandLines("Commands", /^qzoc? /);
 
 describe("README.md", () => {
+  it("the build leaves qzo and qzoc executable (npx runs them as files)", () => {
+    const bins = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).bin as Record<string, string>;
+    for (const [name, file] of Object.entries(bins)) expect(statSync(join(root, file)).mode & 0o111, name).toBe(0o111);
+  });
+
   it("Quick start: every command runs as written", async () => {
     expect(quickStart.length).toBeGreaterThanOrEqual(6);
     const runDir = /--out (runs\/\S+)/.exec(quickStart.join("\n"))?.[1];
