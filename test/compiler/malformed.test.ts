@@ -75,7 +75,7 @@ function edit(...pairs: [string, string][]): string {
 }
 
 const OPS_HINT =
-  "hint: operations: embedding, linear, rmsnorm, layernorm, rope, attention, silu, gelu, relu, softmax, positions, next_token_ce, distill_ce, candidate_ce, mse";
+  "hint: operations: embedding, linear, rmsnorm, layernorm, rope, attention, silu, gelu, gelu_tanh, relu, softmax, positions, unsqueeze, chunk, concat, patchify, unpatchify, pos_crop, timestep_embedding, next_token_ce, distill_ce, candidate_ce, mse";
 const SETTINGS_HINT =
   "hint: settings: loss, trainable, eps, lr, warmup, clip, directions, scale_floor, batch, steps, eval_every, seed, schedule, z";
 
@@ -184,7 +184,7 @@ describe("unknown names", () => {
   });
   it("unknown load transform", () => {
     expect(check(edit(["param out: f32[vocab, dim]", 'param out: f32[vocab, dim] { hf "lm_head.weight" | flip() }']))).toEqual([
-      "bad.qzo:15:54: error: unknown load transform 'flip'\nhint: known transforms: unpermute_rope, permute_rope, transpose",
+      "bad.qzo:15:54: error: unknown load transform 'flip'\nhint: known transforms: unpermute_rope, permute_rope, transpose, flatten",
     ]);
   });
   it("config override naming no entry", () => {
@@ -200,7 +200,7 @@ describe("shape and type errors", () => {
   });
   it("rmsnorm weight of the wrong length", () => {
     expect(check(edit(["param norm[l]: f32[dim]", "param norm[l]: f32[hidden]"]))).toEqual([
-      "bad.qzo:19:22: error: rmsnorm: the norm weight's length is hidden, expected dim",
+      "bad.qzo:19:22: error: rmsnorm: the norm weight's length hidden does not divide the last dimension dim",
     ]);
   });
   it("attention whose k does not match kv_heads", () => {
@@ -215,12 +215,12 @@ describe("shape and type errors", () => {
   });
   it("add of different shapes", () => {
     expect(check(edit(["x = x + linear(silu(linear(h, w1[l])), w2[l])", "x = x + linear(h, w1[l])"]))).toEqual([
-      "bad.qzo:20:11: error: '+' needs operands of the same shape (or a scalar): f32[B, T, dim] and f32[B, T, hidden]",
+      "bad.qzo:20:11: error: '+' needs operands whose shapes broadcast (equal dimensions or 1, aligned from the last): f32[B, T, dim] and f32[B, T, hidden]",
     ]);
   });
   it("wrong number of arguments", () => {
     expect(check(edit(["rmsnorm(x, norm[l])", "rmsnorm(x)"]))).toEqual([
-      "bad.qzo:19:11: error: 'rmsnorm' takes 2 arguments (x, w), found 1\nhint: rmsnorm(x[..., D], w[D], eps) = x / sqrt(mean(x^2) + eps) * w",
+      "bad.qzo:19:11: error: 'rmsnorm' takes 2 arguments (x, w), found 1\nhint: rmsnorm(x[..., D], w[G], eps) = x / sqrt(mean(x^2) + eps) * w over each group of G = len(w) values (G = D: the whole row; G = head_dim: per head)",
     ]);
   });
   it("declared result differs from the returned value", () => {
@@ -300,7 +300,7 @@ describe("bad format declarations", () => {
     expect(check(format({ layout }))).toEqual(["bad.qzo:7:5: error: the layout places 'zero' but the format declares no 'zero' clause"]);
   });
   it("a block along something other than in or out", () => {
-    expect(check(format({ block: "  block 32 along rows" }))).toEqual(["bad.qzo:3:18: error: a block runs 'along in' or 'along out', not along 'rows'"]);
+    expect(check(format({ block: "  block 32 along rows" }))).toEqual(["bad.qzo:3:18: error: a block runs 'along in', 'along out' or 'along flat' (the row-major flattened tensor), not along 'rows'"]);
   });
 
   describe("a block that does not divide the reduction dimension", () => {

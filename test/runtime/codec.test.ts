@@ -432,11 +432,18 @@ describe("hand-built blocks", () => {
     const weight = new Uint8Array(64);
     for (let j = 0; j < 64; j++) weight[j] = (codes[2 * j]! << 4) | codes[2 * j + 1]!;
     const absmax = new Uint8Array(new Float32Array([2.5, 0.125]).buffer);
-    const w = dequantize(unpack({ format: f, rows: 2, cols: 64, storage: { weight, absmax } }));
+    const storage = { weight, "weight.absmax": absmax };
+    const w = dequantize(unpack({ format: f, rows: 2, cols: 64, storage }));
     for (let j = 0; j < 128; j++) expect(w[j]).toBe(Math.fround((j < 64 ? 2.5 : 0.125) * Math.fround(NF4[codes[j]!]!)));
     expect(weight[0]).toBe(0x3a); // elements 0 and 1: codes 3 and 10
     expect(w[0]).toBe(Math.fround(2.5 * Math.fround(-0.39491748809814453)));
-    expect(pack(f, 2, 64, unpackRaw({ format: f, rows: 2, cols: 64, storage: { weight, absmax } })).storage).toEqual({ weight, absmax });
+    expect(pack(f, 2, 64, unpackRaw({ format: f, rows: 2, cols: 64, storage })).storage).toEqual(storage);
+    // bitsandbytes blocks run along the flattened tensor: [4, 32] is two blocks of two rows each, and
+    // [3, 20] (60 weights) one short block (its absmax count is ceil(60 / 64) = 1).
+    const across = dequantize(unpack({ format: f, rows: 4, cols: 32, storage }));
+    for (let j = 0; j < 128; j++) expect(across[j]).toBe(w[j]);
+    const short = unpack({ format: f, rows: 3, cols: 20, storage: { weight: weight.subarray(0, 30), "weight.absmax": absmax.subarray(0, 4) } });
+    expect(dequantize(short)).toEqual(w.subarray(0, 60));
   });
 
   it("i8_row / u8_out / u3_zero (fixture formats): per-row bf16 scales, blocks along out with a min, packed signed zero-points", () => {

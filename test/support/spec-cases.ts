@@ -10,7 +10,17 @@ export interface SpecCase {
   name: string;
   spec: string;
   overrides: Record<string, string | number>;
+  /** The architectures the CUDA compile test builds its object for (default sm_80). */
+  cudaArchs?: string[];
 }
+
+/** A diffusion transformer (models/sd3.qzo) at the size of the mmdit-tiny fixture, its block linears NF4. */
+export const SD3_TINY = { n_layers: 2, n_heads: 2, head_dim: 16, joint_dim: 24, pooled_dim: 20, pos_max: 16, in_channels: 4 };
+
+/** Specs whose graphs are not language models: compiled for CUDA here, checked against their own fixtures elsewhere. */
+export const OTHER_SPEC_CASES: readonly SpecCase[] = [
+  { id: "sd3-nf4", name: "sd3 nf4 (MMDiT: patches, joint attention, adaLN modulation)", spec: "models/sd3.qzo", overrides: { ...SD3_TINY, weight: "nf4" }, cudaArchs: ["80", "90a"] },
+];
 
 export const SPEC_CASES: readonly SpecCase[] = [
   { id: "llama-q4_0", name: "llama q4_0", spec: "models/llama.qzo", overrides: { ...SMALL, weight: "q4_0" } },

@@ -43,7 +43,7 @@ export interface ReaderIR {
     | { kind: "additive"; books: number; entries: number; size: number };
   zero: boolean;
   min: boolean;
-  /** Columns of a row that share one scale (cols for per-row and per-tensor scales; 1 when blocks run along the rows). */
+  /** Columns of a row that share one scale (cols for per-row and per-tensor scales; 1 when blocks run along the rows, or flat blocks straddle rows). */
   scaleRun: number;
   /** The codes of adjacent output rows are adjacent in memory (a code tensor indexed [..., r], as GPTQ's qweight). */
   rowAdjacentCodes: boolean;
@@ -54,7 +54,15 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
   if (additive && f.layout.kind !== "tensors") throw new UnsupportedError(`format '${f.name}': additive codebooks are read from a tensors layout only`);
   const bs = f.block.size;
   const scaleIndex =
-    f.scale.per === "tensor" ? "0" : f.scale.per === "row" ? "n" : f.block.axis === "in" ? `n * ${cols / bs} + c / ${bs}` : `(n / ${bs}) * ${cols} + c`;
+    f.scale.per === "tensor"
+      ? "0"
+      : f.scale.per === "row"
+        ? "n"
+        : f.block.axis === "in"
+          ? `n * ${cols / bs} + c / ${bs}`
+          : f.block.axis === "out"
+            ? `(n / ${bs}) * ${cols} + c`
+            : `(n * ${cols} + c) / ${bs}`;
   let codeByte: string;
   let codeBit: string;
   let rowAdjacentCodes = false;
@@ -70,7 +78,8 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
     const shape = field.shape.map((d) => evalConcrete(d, dims));
     const strides = shape.map((_, k) => shape.slice(k + 1).reduce((a, b) => a * b, 1));
     // m (the codebook of an additive code) stays a name: the reader loops over it.
-    const vars = (v: string) => (v === "r" ? "n" : v === "c" ? "c" : v === "b" ? `(c / ${bs})` : v === "in" ? String(cols) : v === "out" ? String(rows) : v);
+    const block = f.block.axis === "flat" ? `((n * ${cols} + c) / ${bs})` : `(c / ${bs})`;
+    const vars = (v: string) => (v === "r" ? "n" : v === "c" ? "c" : v === "b" ? block : v === "in" ? String(cols) : v === "out" ? String(rows) : v);
     const flat = field.at.map((e, k) => `(${renameNames(e, vars)}) * ${strides[k]}`).join(" + ");
     codeByte = `(${flat}) * ${DTYPE_BITS[field.dtype] / 8}`;
     codeBit = field.bit ? renameNames(field.bit, vars) : "0";
@@ -94,7 +103,7 @@ export function readerOf(f: FormatIR, rows: number, cols: number): ReaderIR {
         : { kind: "integer", signed: f.code.signed, offset: f.code.offset },
     zero: Boolean(f.zero),
     min: Boolean(f.min),
-    scaleRun: f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" ? bs : 1,
+    scaleRun: f.scale.per === "tensor" || f.scale.per === "row" ? cols : f.block.axis === "in" || (f.block.axis === "flat" && cols % bs === 0) ? bs : 1,
     rowAdjacentCodes,
   };
 }

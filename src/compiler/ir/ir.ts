@@ -66,7 +66,8 @@ export interface ConfigEntryIR {
 export interface FormatIR {
   name: string;
   code: { signed: boolean; bits: number; offset: number; lookup?: string };
-  block: { size: number; axis: "in" | "out" };
+  /** Blocks of `size` weights along a row (in), along a column (out), or along the row-major flattened tensor (flat; the last block may be short). */
+  block: { size: number; axis: "in" | "out" | "flat" };
   scale: { dtype: FloatDType; per: "block" | "row" | "tensor" };
   zero?: { signed: boolean; bits: number; adjust: number };
   min?: { dtype: FloatDType };

@@ -59,6 +59,7 @@ export function paramShape(m: ModuleIR, p: ParamIR, env: ReadonlyMap<string, num
 export function scaleCount(f: FormatIR, rows: number, cols: number): number {
   if (f.scale.per === "tensor") return 1;
   if (f.scale.per === "row") return rows;
+  if (f.block.axis === "flat") return Math.ceil((rows * cols) / f.block.size);
   return f.block.axis === "in" ? rows * (cols / f.block.size) : (rows / f.block.size) * cols;
 }
 

@@ -55,7 +55,7 @@ export interface KScalar {
 }
 
 export type Activation = "silu" | "gelu" | "relu";
-export type UnaryFn = Activation | "neg";
+export type UnaryFn = Activation | "gelu_tanh" | "neg";
 export type BinaryFn = "add" | "sub" | "mul" | "div";
 
 /** Every kernel op, with its operands and attributes. */
@@ -66,7 +66,7 @@ export type KOp =
   | { op: "matmul_distill_ce"; x: KBuf; w: KWeight; ids: KBuf; probs: KBuf; mask: KBuf }
   | { op: "embedding"; table: KWeight; ids: KBuf }
   | { op: "rmsnorm"; x: KBuf; w: KOperand; eps: number }
-  | { op: "layernorm"; x: KBuf; w: KOperand; b: KOperand; eps: number }
+  | { op: "layernorm"; x: KBuf; w?: KOperand; b?: KOperand; eps: number }
   | { op: "rope"; x: KBuf; heads: number; theta: number; style: "interleaved" | "rotate_half" }
   | { op: "attention"; q: KBuf; k: KBuf; v: KBuf; heads: number; kvHeads: number; causal: boolean }
   | { op: "softmax"; x: KBuf }
@@ -77,7 +77,13 @@ export type KOp =
   | { op: "distill_ce"; logits: KBuf; ids: KBuf; probs: KBuf; mask: KBuf }
   | { op: "candidate_ce"; logits: KBuf; tokens: KBuf; mask: KBuf; label: KBuf; candidates: number }
   | { op: "mse"; pred: KBuf; target: KBuf }
-  | { op: "copy"; x: KBuf };
+  | { op: "copy"; x: KBuf }
+  | { op: "chunk"; x: KBuf; parts: number; index: number }
+  | { op: "concat"; a: KBuf; b: KBuf; axis: number }
+  | { op: "patchify"; x: KBuf; patch: number }
+  | { op: "unpatchify"; y: KBuf; like: KBuf; patch: number }
+  | { op: "pos_crop"; table: KOperand; like: KBuf; patch: number; grid: number }
+  | { op: "timestep_embedding"; t: KBuf; dim: number; flip: boolean; shift: number; maxPeriod: number };
 
 export type KOpName = KOp["op"];
 export type KOpOf<N extends KOpName> = Extract<KOp, { op: N }>;
@@ -145,6 +151,12 @@ export const KERNEL_OPS: { [N in KOpName]: { operands: readonly OperandField<KOp
   candidate_ce: { operands: ["logits", "tokens", "mask", "label"], attrs: ["candidates"] },
   mse: { operands: ["pred", "target"], attrs: [] },
   copy: { operands: ["x"], attrs: [] },
+  chunk: { operands: ["x"], attrs: ["parts", "index"] },
+  concat: { operands: ["a", "b"], attrs: ["axis"] },
+  patchify: { operands: ["x"], attrs: ["patch"] },
+  unpatchify: { operands: ["y", "like"], attrs: ["patch"] },
+  pos_crop: { operands: ["table", "like"], attrs: ["patch", "grid"] },
+  timestep_embedding: { operands: ["t"], attrs: ["dim", "flip", "shift", "maxPeriod"] },
 };
 
 /** The named operands of a kernel (absent optional ones left out), in the registry's order. */

@@ -316,7 +316,8 @@ export class ModelChecker {
         if (shape.length !== 2) fail(this.diags, p.type, `a quantized parameter is a matrix [out, in], but '${name}' has ${shape.length} dimensions`);
         const axisDim = fmt.block.axis === "in" ? shape[1]! : shape[0]!;
         const n = this.concrete(axisDim);
-        if (fmt.block.size > 0 && n !== undefined && n % fmt.block.size !== 0) {
+        // Blocks along the flattened tensor fit any shape (the last block may be short).
+        if (fmt.block.size > 0 && fmt.block.axis !== "flat" && n !== undefined && n % fmt.block.size !== 0) {
           if (fallback) resolved = fallback;
           else {
             fail(
@@ -408,5 +409,6 @@ export const TRANSFORMS: Record<string, { args: number; doc: string }> = {
   unpermute_rope: { args: 1, doc: "heads: reorder each head's rows from rotate-half (Hugging Face) to interleaved pairs" },
   permute_rope: { args: 1, doc: "heads: reorder each head's rows from interleaved pairs to rotate-half" },
   transpose: { args: 0, doc: "swap the two dimensions of a matrix" },
+  flatten: { args: 0, doc: "read a tensor [N, ...] as [N, rest] in the same order (a convolution's [out, in, kh, kw] weight as a matrix)" },
 };
 

@@ -110,8 +110,8 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
     const size = constInt(blockC.size, diags, "a block size");
     if (size <= 0 || size > MAX_BLOCK) fail(diags, blockC.size, `a block size is 1 to ${MAX_BLOCK}, found ${size}`);
     const axis = blockC.axis.name;
-    if (axis !== "in" && axis !== "out") fail(diags, blockC.axis, `a block runs 'along in' or 'along out', not along '${axis}'`);
-    return { size, axis: axis as "in" | "out" };
+    if (axis !== "in" && axis !== "out" && axis !== "flat") fail(diags, blockC.axis, `a block runs 'along in', 'along out' or 'along flat' (the row-major flattened tensor), not along '${axis}'`);
+    return { size, axis: axis as "in" | "out" | "flat" };
   });
   const zeroC = get("zero");
   const zero = zeroC && attempt(() => ({ ...intType(zeroC.type, diags, "zero-point"), adjust: zeroC.adjust ? constInt(zeroC.adjust, diags, "a zero adjustment") : 0 }));
@@ -125,6 +125,10 @@ export function checkFormat(decl: A.FormatDecl, diags: DiagnosticBag): FormatIR 
     zero: zero?.bits,
     min: min ? DTYPE_BITS[min.dtype] : undefined,
   };
+  if (layoutC.layout.kind === "record" && block.axis === "flat") {
+    diags.error(layoutC.layout.span, "records hold whole blocks of a row or a column: blocks 'along flat' need a tensors layout");
+    return undefined;
+  }
   const layoutIR =
     layoutC.layout.kind === "record"
       ? attempt(() => checkRecord(layoutC.layout as A.RecordLayout, block.size, scale.per, widths, diags))
@@ -263,7 +267,7 @@ function exampleDims(blockSize: number): { out: number; in: number } {
 
 function checkTensors(
   lay: A.TensorsLayout,
-  block: { size: number; axis: "in" | "out" },
+  block: { size: number; axis: "in" | "out" | "flat" },
   per: string,
   widths: Record<Field, number | undefined>,
   floats: { scale: FloatDType; min?: FloatDType },
@@ -313,8 +317,8 @@ function checkTensors(
     for (let r = 0; r < dims.out; r++) {
       for (let c = 0; c < dims.in; c++) {
         for (let m = 0; m < tables; m++) {
-          const b = block.size > 0 ? Math.floor((block.axis === "in" ? c : r) / block.size) : 0;
-          const blockKey = block.axis === "in" ? `block (r=${r}, b=${b})` : `block (b=${b}, c=${c})`;
+          const b = block.size > 0 ? Math.floor((block.axis === "in" ? c : block.axis === "out" ? r : r * dims.in + c) / block.size) : 0;
+          const blockKey = block.axis === "in" ? `block (r=${r}, b=${b})` : block.axis === "out" ? `block (b=${b}, c=${c})` : `block ${b}`;
           const codeKey = vec.length > 1 || tables > 1 ? `(r=${r}, vector ${Math.floor(c / vec.length)}, table ${m})` : `(r=${r}, c=${c})`;
           const key = perElement ? codeKey : per === "row" ? `row ${r}` : per === "tensor" ? "the tensor" : blockKey;
           const env = (n: string) => ({ r, c, b, m, ...dims } as Record<string, number>)[n];

@@ -260,12 +260,14 @@ class GraphLowering {
         this.requireFloat(r, e.right, `'${e.op}'`);
         const lt = this.ctypes[l]!;
         const rt = this.ctypes[r]!;
-        const scalarL = lt.shape.length === 0;
-        const scalarR = rt.shape.length === 0;
-        if (!scalarL && !scalarR && !this.sameType(lt, rt)) {
-          fail(this.diags, e, `'${e.op}' needs operands of the same shape (or a scalar): ${this.typeText(lt)} and ${this.typeText(rt)}`);
+        const shape = broadcastShape(lt.shape, rt.shape);
+        if (!shape) {
+          fail(
+            this.diags, e,
+            `'${e.op}' needs operands whose shapes broadcast (equal dimensions or 1, aligned from the last): ${this.typeText(lt)} and ${this.typeText(rt)}`,
+          );
         }
-        return this.emit(block, BINARY_OPS[e.op]!, [l, r], {}, scalarL ? rt : lt, e);
+        return this.emit(block, BINARY_OPS[e.op]!, [l, r], {}, { elem: lt.elem, shape }, e);
       }
       case "call":
         return this.lowerCall(e, env, block);
@@ -426,6 +428,25 @@ class GraphLowering {
     return { values, syms };
   }
 
+  /**
+   * A callee dimension such as `h * patch` with one name not bound yet: that name is bound to the
+   * argument's dimension divided by the rest, when it divides exactly (`h` of `h * patch` from a
+   * caller's `h * patch`).
+   */
+  private bindLinearDim(d: A.Expr, dim: Sym, bound: Map<string, Sym>): void {
+    if (d.kind === "name") return;
+    const unknown = [...new Set(namesOf(d))].filter((n) => !this.m.configSym(n, d) && !bound.has(n));
+    if (unknown.length !== 1) return;
+    const u = unknown[0]!;
+    const scope = Object.assign((n: string) => this.m.configSym(n, d) ?? bound.get(n) ?? (n === u ? Sym.atom(u) : undefined), { concrete: this.m.concrete });
+    const expr = evalSym(d, scope, this.diags, "a dimension");
+    const atom = Sym.atom(u);
+    if (!expr.dividedExactlyBy(atom)) return;
+    const coef = expr.div(atom);
+    if (coef.atoms.has(u) || !dim.dividedExactlyBy(coef)) return;
+    bound.set(u, dim.div(coef));
+  }
+
   private inlineGraph(graph: A.GraphDecl, e: A.CallExpr, env: Map<string, Binding>, block: BlockIR): number {
     if (this.inlining.includes(graph.name.name)) {
       fail(this.diags, e.callee, `'${graph.name.name}' calls itself`, "graphs are inlined, so a graph cannot call itself directly or through another graph");
@@ -450,6 +471,7 @@ class GraphLowering {
       want.shape.forEach((d, k) => {
         const dim = got.shape[k]!;
         if (d.kind === "name" && !this.m.configSym(d.name, d) && !calleeDims.has(d.name)) calleeDims.set(d.name, dim);
+        this.bindLinearDim(d, dim, calleeDims);
         const scope = Object.assign((n: string) => this.m.configSym(n, d) ?? calleeDims.get(n), { concrete: this.m.concrete });
         const expect = evalSym(d, scope, this.diags, "a dimension");
         if (!expect.equals(dim)) fail(this.diags, e.args[i]!, `'${graph.name.name}' expects dimension ${k} of ${inp.name.name} to be ${this.m.show(expect)}, found ${this.m.show(dim)}`);
@@ -468,6 +490,39 @@ class GraphLowering {
       this.freeDims = saved;
     }
   }
+}
+
+/** The names an expression mentions. */
+function namesOf(e: A.Expr): string[] {
+  switch (e.kind) {
+    case "name":
+      return [e.name];
+    case "binary":
+      return [...namesOf(e.left), ...namesOf(e.right)];
+    case "unary":
+      return namesOf(e.operand);
+    default:
+      return [];
+  }
+}
+
+/**
+ * The shape of an elementwise result: both shapes aligned from their last dimension, each pair
+ * equal or one of them 1 (NumPy's rule); undefined when they do not broadcast.
+ */
+export function broadcastShape(a: readonly Sym[], b: readonly Sym[]): Sym[] | undefined {
+  const n = Math.max(a.length, b.length);
+  const out: Sym[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a[a.length - n + i];
+    const y = b[b.length - n + i];
+    if (!x) out.push(y!);
+    else if (!y) out.push(x);
+    else if (x.constant === 1) out.push(y);
+    else if (y.constant === 1 || x.equals(y)) out.push(x);
+    else return undefined;
+  }
+  return out;
 }
 
 /** The parameter a value was loaded from, if it comes straight from a `param` node of this block. */

@@ -78,15 +78,24 @@ export function bindDims(m: ModuleIR, g: GraphAbi, inputs: Batch): Map<string, n
       else pending.push({ expr: d, size: v.shape[k]!, input: i.name });
     });
   }
-  for (const p of pending) {
-    const names = [...namesIn(p.expr)].filter((n) => !env.has(n));
-    if (names.length === 1) {
-      const v = solveIntExpr(p.expr, names[0]!, p.size, env);
-      if (v === undefined) throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} is expected`);
-      env.set(names[0]!, v);
-    } else if (evalIntExpr(p.expr, env) !== p.size) {
-      throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} = ${evalIntExpr(p.expr, env)} is expected`);
-    }
+  // Composite dimensions in rounds: each solves the ones with a single unknown name (h of h * patch),
+  // which may leave one unknown in others (h * w), until every one is checked.
+  let left = pending;
+  while (left.length) {
+    const next = left.filter((p) => {
+      const names = [...namesIn(p.expr)].filter((n) => !env.has(n));
+      if (names.length > 1) return true;
+      if (names.length === 1) {
+        const v = solveIntExpr(p.expr, names[0]!, p.size, env);
+        if (v === undefined) throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} is expected`);
+        env.set(names[0]!, v);
+      } else if (evalIntExpr(p.expr, env) !== p.size) {
+        throw new QzoError(`${g.name}: input '${p.input}' has size ${p.size} where ${p.expr} = ${evalIntExpr(p.expr, env)} is expected`);
+      }
+      return false;
+    });
+    if (next.length === left.length) throw new QzoError(`${g.name}: input '${next[0]!.input}' has a dimension ${next[0]!.expr} whose names no other input gives`);
+    left = next;
   }
   return env;
 }

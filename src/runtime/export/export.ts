@@ -273,7 +273,7 @@ function patchesFor(bound: BoundModel, group: readonly { t: TrainableTensor; val
     const rowsOf = (a: Int32Array | Float32Array) => unpermuteRows(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), s.packed.rows, tr, env, what).buffer;
     raw.codes = new Int32Array(rowsOf(raw.codes));
     if (per === "tensor") continue;
-    if (per === "block" && f.block.axis === "out" && (tr.name === "unpermute_rope" || tr.name === "permute_rope")) {
+    if (per === "block" && f.block.axis !== "in" && (tr.name === "unpermute_rope" || tr.name === "permute_rope")) {
       throw new QzoError(`${what}: format '${f.name}' shares scales across rows (blocks along out), so its rows cannot be reordered`);
     }
     raw.scales = new Float32Array(rowsOf(raw.scales));

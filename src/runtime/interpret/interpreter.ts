@@ -32,16 +32,17 @@
  *  embedding(table[V,D], ids)   rows of the (dequantized, perturbed) table; an id outside [0, V) is a
  *                               QzoError naming the id and V.
  *  linear(x[...,K], w[N,K], b?) y[..., n] = sum_k x[..., k] w[n, k] (+ b[n]).
- *  rmsnorm(x, w, eps)           y = x * (1 / sqrt(sum(x^2)/D + eps)) * w   (llama2.c).
+ *  rmsnorm(x, w, eps)           y = x * (1 / sqrt(sum(x^2)/G + eps)) * w   (llama2.c) over each group of
+ *                               G = len(w) values of the last dimension (G = D, or one head).
  *  layernorm(x, w, b, eps)      mean = sum(x)/D, var = sum((x-mean)^2)/D (biased, two passes),
- *                               y = (x - mean) * (1 / sqrt(var + eps)) * w + b.
+ *                               y = (x - mean) * (1 / sqrt(var + eps)) * w + b (without w, b: no affine part).
  *  rope(x[B,T,H*hd], heads, theta, style)
  *                               position p = t (0-based) for every batch row; for j in 0..hd/2-1:
  *                               freq = theta^(-2j/hd), angle = p * freq (float64, Math.pow/cos/sin),
  *                               (a, b) -> (a cos - b sin, a sin + b cos) with, within each head,
  *                               interleaved: a = x[2j], b = x[2j+1]   (llama2.c, GGUF)
  *                               rotate_half: a = x[j],  b = x[j+hd/2] (Hugging Face).
- *  attention(q, k, v, heads, kv_heads, causal)
+ *  attention(q[B,T,.], k[B,S,.], v[B,S,.], heads, kv_heads, causal)
  *                               hd = q_width / heads; query head h reads kv head floor(h / (heads/kv_heads));
  *                               s_j = (q_t . k_j) / sqrt(hd) over keys j (causal: j <= t); softmax with max
  *                               subtraction, p_j = exp(s_j - max) / sum; out_t = sum_j p_j v_j. Scores and
@@ -49,7 +50,18 @@
  *  silu(x) = x / (1 + exp(-x));  relu(x) = x > 0 ? x : 0 (so NaN -> 0, like fmaxf(x, 0));
  *  gelu(x) = 0.5 x (1 + erf(x / sqrt 2)), erf to ~1e-15 (ops.ts);
  *  softmax(x) over the last dimension, max subtracted;
- *  add/sub/mul/div elementwise, either side may be a scalar []; neg(x) = -x;
+ *  gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+ *  add/sub/mul/div elementwise with NumPy broadcasting (shapes aligned from the last dimension,
+ *                               each pair equal or 1; a scalar [] broadcasts); neg(x) = -x;
+ *  unsqueeze(x, axis, count)    the same values with size-1 dimensions inserted;
+ *  chunk(x, parts, index)       the index-th of parts equal pieces of the last dimension;
+ *  concat(a, b, axis)           a then b along axis;
+ *  patchify(x[B,C,h*p,w*p], p)  [B, h*w, C*p*p], token r*w + c, vector (channel, dy, dx);
+ *  unpatchify(y, like, p)       the inverse grid layout, token vector (dy, dx, channel) (diffusers);
+ *  pos_crop(table, like, p, M)  the centred (H/p) x (W/p) window of an M x M table (top = (M-h)/2, floor);
+ *  timestep_embedding(t, dim, flip_sin_to_cos, shift, max_period)
+ *                               f_k and t*f_k rounded to float32 as diffusers computes them (ops.ts),
+ *                               then sin and cos in float64, [cos, sin] when flipped.
  *  const: the attribute value rounded to float32, shape [].
  *  positions(tokens[B,T], offset)[b, t] = t + offset (i32).
  *  next_token_ce(logits[B,T,V], tokens[B,T], mask[B,T])
@@ -77,7 +89,7 @@ import type { BlockIR, GraphIR, ModuleIR, NodeIR, ParamIR } from "../../compiler
 import { configInts, paramOf } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { fillZ, type ZDistribution } from "../rng/direction.js";
-import type { UnpackedTensor } from "../quant/types.js";
+import { scaleIndex, type UnpackedTensor } from "../quant/types.js";
 import { evalIntExpr, isPlainName, namesIn, solveIntExpr, tryEvalIntExpr } from "../../compiler/ir/int-expr.js";
 import * as K from "./ops.js";
 import { numel, type Tensor } from "./ops.js";
@@ -222,15 +234,10 @@ export function perturbArray(x: Float32Array, t: number, p: Perturbation): Float
 export function dequantize(q: UnpackedTensor, scales: Float32Array = q.scales, mins: Float32Array | undefined = q.mins): Float32Array {
   const { rows, cols, values, format: f } = q;
   const w = new Float32Array(rows * cols);
-  const per = f.scale.per;
-  const bs = f.block.size;
-  const along = f.block.axis;
-  const nb = per === "block" && along === "in" ? cols / bs : 0;
   for (let r = 0; r < rows; r++) {
     const ro = r * cols;
     for (let c = 0; c < cols; c++) {
-      const i =
-        per === "tensor" ? 0 : per === "row" ? r : along === "in" ? r * nb + Math.floor(c / bs) : Math.floor(r / bs) * cols + c;
+      const i = scaleIndex(f, cols, r, c);
       w[ro + c] = scales[i]! * values[ro + c]! + (mins ? mins[i]! : 0);
     }
   }
@@ -355,7 +362,7 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
     case "rmsnorm":
       return K.rmsnorm(x(0), x(1), numAttr(node, "eps"));
     case "layernorm":
-      return K.layernorm(x(0), x(1), x(2), numAttr(node, "eps"));
+      return K.layernorm(x(0), node.inputs.length > 1 ? x(1) : undefined, node.inputs.length > 2 ? x(2) : undefined, numAttr(node, "eps"));
     case "rope": {
       const style = node.attrs["style"];
       if (style !== "interleaved" && style !== "rotate_half") throw new Error(`internal: rope style ${String(style)}`);
@@ -367,6 +374,8 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
       return K.silu(x(0));
     case "gelu":
       return K.gelu(x(0));
+    case "gelu_tanh":
+      return K.geluTanh(x(0));
     case "relu":
       return K.relu(x(0));
     case "softmax":
@@ -380,6 +389,20 @@ function evalNode(ctx: Ctx, node: NodeIR): Tensor {
       return K.neg(x(0));
     case "positions":
       return K.positions(x(0), intAttr(ctx, node, "offset"));
+    case "unsqueeze":
+      return { shape: ctx.g.values[node.outputs[0]!]!.type.shape.map((d) => evalIntExpr(d, ctx.dims)), data: x(0).data };
+    case "chunk":
+      return K.chunk(x(0), intAttr(ctx, node, "parts"), intAttr(ctx, node, "index"));
+    case "concat":
+      return K.concat(x(0), x(1), intAttr(ctx, node, "axis"));
+    case "patchify":
+      return K.patchify(x(0), intAttr(ctx, node, "patch"));
+    case "unpatchify":
+      return K.unpatchify(x(0), x(1), intAttr(ctx, node, "patch"));
+    case "pos_crop":
+      return K.posCrop(x(0), x(1), intAttr(ctx, node, "patch"), intAttr(ctx, node, "grid"));
+    case "timestep_embedding":
+      return K.timestepEmbedding(x(0), intAttr(ctx, node, "dim"), node.attrs["flip_sin_to_cos"] !== false, numAttr(node, "shift"), numAttr(node, "max_period"));
     case "next_token_ce":
       return K.nextTokenCe(x(0), x(1), x(2));
     case "distill_ce":

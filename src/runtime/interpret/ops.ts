@@ -78,11 +78,12 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
 
 // ------------------------------------------------------------------ norms
 
-/** y = x / sqrt(sum(x^2) / D + eps) * w over the last dimension. */
+/** y = x / sqrt(sum(x^2) / G + eps) * w over each group of G = len(w) values of the last dimension. */
 export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const xd = floats(x, "rmsnorm input");
   const wd = floats(w, "rmsnorm weight");
-  const D = lastDim(x);
+  const D = wd.length;
+  if (lastDim(x) % D !== 0) throw new Error(`internal: rmsnorm: weight length ${D} does not divide ${lastDim(x)}`);
   const out = f32([...x.shape]);
   const o = out.data;
   for (let r = 0; r < xd.length; r += D) {
@@ -94,11 +95,14 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   return out;
 }
 
-/** y = (x - mean) / sqrt(var + eps) * w + b over the last dimension; biased (1/D) variance, two passes. */
-export function layernorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+/**
+ * y = (x - mean) / sqrt(var + eps) * w + b over the last dimension; biased (1/D) variance, two
+ * passes; without w and b, y = (x - mean) / sqrt(var + eps).
+ */
+export function layernorm(x: Tensor, w: Tensor | undefined, b: Tensor | undefined, eps: number): Tensor {
   const xd = floats(x, "layernorm input");
-  const wd = floats(w, "layernorm weight");
-  const bd = floats(b, "layernorm bias");
+  const wd = w && floats(w, "layernorm weight");
+  const bd = b && floats(b, "layernorm bias");
   const D = lastDim(x);
   const out = f32([...x.shape]);
   const o = out.data;
@@ -112,7 +116,7 @@ export function layernorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor 
       v += c * c;
     }
     const inv = 1 / Math.sqrt(v / D + eps);
-    for (let i = 0; i < D; i++) o[r + i] = (xd[r + i]! - mean) * inv * wd[i]! + bd[i]!;
+    for (let i = 0; i < D; i++) o[r + i] = wd && bd ? (xd[r + i]! - mean) * inv * wd[i]! + bd[i]! : (xd[r + i]! - mean) * inv;
   }
   return out;
 }
@@ -157,12 +161,13 @@ export function rope(x: Tensor, heads: number, theta: number, style: "interleave
   return out;
 }
 
-/** Scaled dot-product attention with grouped-query heads; scores and weights stay in float64. */
+/** Scaled dot-product attention of T queries over S keys with grouped-query heads (causal: S = T); scores and weights stay in float64. */
 export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, causal: boolean): Tensor {
   const qd = floats(q, "attention q");
   const kd = floats(k, "attention k");
   const vd = floats(v, "attention v");
   const [B, T, W] = q.shape as [number, number, number];
+  const S = k.shape[1]!;
   const KW = lastDim(k);
   if (W % heads !== 0) throw new QzoError(`attention: q width ${W} is not a multiple of heads = ${heads}`);
   if (heads % kvHeads !== 0) throw new QzoError(`attention: heads = ${heads} is not a multiple of kv_heads = ${kvHeads}`);
@@ -172,17 +177,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHead
   const scale = 1 / Math.sqrt(hd);
   const out = f32([B, T, W]);
   const o = out.data;
-  const p = new Float64Array(T);
+  const p = new Float64Array(S);
   const acc = new Float64Array(hd);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor(h / group);
       for (let t = 0; t < T; t++) {
         const qo = (b * T + t) * W + h * hd;
-        const n = causal ? t + 1 : T;
+        const n = causal ? t + 1 : S;
         let mx = -Infinity;
         for (let j = 0; j < n; j++) {
-          const ko = (b * T + j) * KW + kh * hd;
+          const ko = (b * S + j) * KW + kh * hd;
           let s = 0;
           for (let d = 0; d < hd; d++) s += qd[qo + d]! * kd[ko + d]!;
           s *= scale;
@@ -198,7 +203,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHead
         acc.fill(0);
         for (let j = 0; j < n; j++) {
           const w = p[j]! / sum;
-          const vo = (b * T + j) * KW + kh * hd;
+          const vo = (b * S + j) * KW + kh * hd;
           for (let d = 0; d < hd; d++) acc[d] += w * vd[vo + d]!;
         }
         for (let d = 0; d < hd; d++) o[qo + d] = acc[d]!;
@@ -260,6 +265,19 @@ export function gelu(x: Tensor): Tensor {
   return out;
 }
 
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh approximation. */
+export function geluTanh(x: Tensor): Tensor {
+  const xd = floats(x, "gelu_tanh input");
+  const out = f32([...x.shape]);
+  for (let i = 0; i < xd.length; i++) {
+    const v = xd[i]!;
+    out.data[i] = 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
+  }
+  return out;
+}
+
 /** softmax over the last dimension, with max subtraction. */
 export function softmax(x: Tensor): Tensor {
   const xd = floats(x, "softmax input");
@@ -281,34 +299,46 @@ export function softmax(x: Tensor): Tensor {
 
 export type BinaryOp = "add" | "sub" | "mul" | "div";
 
-/** a op b elementwise; either side may be a scalar (shape []). */
+/**
+ * a op b elementwise with NumPy broadcasting: the shapes aligned from the last dimension, each pair
+ * equal or one of them 1 (a scalar [] broadcasts everywhere).
+ */
 export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const ad = floats(a, `${op} left operand`);
   const bd = floats(b, `${op} right operand`);
-  const sa = a.shape.length === 0;
-  const sb = b.shape.length === 0;
-  if (!sa && !sb && (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))) {
-    throw new Error(`internal: ${op}: shapes [${a.shape}] and [${b.shape}] differ`);
-  }
-  const shape = sa ? [...b.shape] : [...a.shape];
+  const n = Math.max(a.shape.length, b.shape.length);
+  const pad = (s: number[]) => [...Array<number>(n - s.length).fill(1), ...s];
+  const sa = pad(a.shape);
+  const sb = pad(b.shape);
+  const shape = sa.map((d, i) => {
+    if (d !== sb[i] && d !== 1 && sb[i] !== 1) throw new Error(`internal: ${op}: shapes [${a.shape}] and [${b.shape}] do not broadcast`);
+    return d === 1 ? sb[i]! : d;
+  });
   const out = f32(shape);
   const o = out.data;
-  const n = o.length;
-  const as = sa ? 0 : 1;
-  const bs = sb ? 0 : 1;
-  switch (op) {
-    case "add":
-      for (let i = 0; i < n; i++) o[i] = ad[i * as]! + bd[i * bs]!;
-      break;
-    case "sub":
-      for (let i = 0; i < n; i++) o[i] = ad[i * as]! - bd[i * bs]!;
-      break;
-    case "mul":
-      for (let i = 0; i < n; i++) o[i] = ad[i * as]! * bd[i * bs]!;
-      break;
-    case "div":
-      for (let i = 0; i < n; i++) o[i] = ad[i * as]! / bd[i * bs]!;
-      break;
+  const strides = (s: number[]) => {
+    const st = new Array<number>(n).fill(0);
+    let acc = 1;
+    for (let i = n - 1; i >= 0; i--) {
+      st[i] = s[i] === 1 ? 0 : acc;
+      acc *= s[i]!;
+    }
+    return st;
+  };
+  const stA = strides(sa);
+  const stB = strides(sb);
+  const f = { add: (x: number, y: number) => x + y, sub: (x: number, y: number) => x - y, mul: (x: number, y: number) => x * y, div: (x: number, y: number) => x / y }[op];
+  for (let i = 0; i < o.length; i++) {
+    let rest = i;
+    let ia = 0;
+    let ib = 0;
+    for (let d = n - 1; d >= 0; d--) {
+      const c = rest % shape[d]!;
+      rest = (rest - c) / shape[d]!;
+      ia += c * stA[d]!;
+      ib += c * stB[d]!;
+    }
+    o[i] = f(ad[ia]!, bd[ib]!);
   }
   return out;
 }
@@ -326,6 +356,103 @@ export function positions(tokens: Tensor, offset: number): Tensor {
   const data = new Int32Array(B * T);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) data[b * T + t] = t + offset;
   return { shape: [B, T], data };
+}
+
+// ------------------------------------------------------------------ layouts
+
+/** chunk(x[..., parts*D], parts, index)[..., j] = x[..., index*D + j]. */
+export function chunk(x: Tensor, parts: number, index: number): Tensor {
+  const xd = floats(x, "chunk input");
+  const W = lastDim(x);
+  const D = W / parts;
+  const out = f32([...x.shape.slice(0, -1), D]);
+  for (let r = 0; r < xd.length / W; r++) out.data.set(xd.subarray(r * W + index * D, r * W + index * D + D), r * D);
+  return out;
+}
+
+/** a then b along dimension axis. */
+export function concat(a: Tensor, b: Tensor, axis: number): Tensor {
+  const ad = floats(a, "concat input");
+  const bd = floats(b, "concat input");
+  const outer = numel(a.shape.slice(0, axis));
+  const ia = numel(a.shape.slice(axis));
+  const ib = numel(b.shape.slice(axis));
+  const out = f32(a.shape.map((d, i) => (i === axis ? d + b.shape[i]! : d)));
+  for (let o = 0; o < outer; o++) {
+    out.data.set(ad.subarray(o * ia, (o + 1) * ia), o * (ia + ib));
+    out.data.set(bd.subarray(o * ib, (o + 1) * ib), o * (ia + ib) + ia);
+  }
+  return out;
+}
+
+/** patchify(x[B, C, h*p, w*p])[b, r*w + c, (ch*p + dy)*p + dx] = x[b, ch, r*p + dy, c*p + dx]. */
+export function patchify(x: Tensor, p: number): Tensor {
+  const xd = floats(x, "patchify input");
+  const [B, C, H, W] = x.shape as [number, number, number, number];
+  const h = H / p;
+  const w = W / p;
+  const out = f32([B, h * w, C * p * p]);
+  let i = 0;
+  for (let b = 0; b < B; b++)
+    for (let r = 0; r < h; r++)
+      for (let c = 0; c < w; c++)
+        for (let ch = 0; ch < C; ch++)
+          for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) out.data[i++] = xd[((b * C + ch) * H + r * p + dy) * W + c * p + dx]!;
+  return out;
+}
+
+/** unpatchify(y[B, h*w, p*p*C], like[B, C', h*p, w*p])[b, ch, r*p + dy, c*p + dx] = y[b, r*w + c, (dy*p + dx)*C + ch]. */
+export function unpatchify(y: Tensor, like: Tensor, p: number): Tensor {
+  const yd = floats(y, "unpatchify input");
+  const [B, , H, W] = like.shape as [number, number, number, number];
+  const C = lastDim(y) / (p * p);
+  const w = W / p;
+  const out = f32([B, C, H, W]);
+  let i = 0;
+  for (let b = 0; b < B; b++)
+    for (let ch = 0; ch < C; ch++)
+      for (let yy = 0; yy < H; yy++)
+        for (let xx = 0; xx < W; xx++) {
+          const tok = Math.floor(yy / p) * w + Math.floor(xx / p);
+          out.data[i++] = yd[(b * (H / p) * w + tok) * p * p * C + ((yy % p) * p + (xx % p)) * C + ch]!;
+        }
+  return out;
+}
+
+/** pos_crop(table[1?, M*M, D], like[B, C, h*p, w*p])[r*w + c] = table[(top + r)*M + left + c], top = (M - h)/2, left = (M - w)/2 (floor). */
+export function posCrop(table: Tensor, like: Tensor, p: number, M: number): Tensor {
+  const td = floats(table, "position table");
+  const D = lastDim(table);
+  const h = like.shape[2]! / p;
+  const w = like.shape[3]! / p;
+  if (h > M || w > M) throw new QzoError(`pos_crop: a ${h} x ${w} patch grid does not fit the ${M} x ${M} position table`);
+  const top = Math.floor((M - h) / 2);
+  const left = Math.floor((M - w) / 2);
+  const out = f32([h * w, D]);
+  for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) out.data.set(td.subarray(((top + r) * M + left + c) * D, ((top + r) * M + left + c + 1) * D), (r * w + c) * D);
+  return out;
+}
+
+/**
+ * Sinusoidal timestep embedding as diffusers computes it in float32: e_k = float32(-ln(max_period) * k) /
+ * (dim/2 - shift) rounded to float32, f_k = float32(exp(e_k)), a = float32(t * f_k); out = [sin a, cos a]
+ * ([cos a, sin a] when flipped), each rounded once.
+ */
+export function timestepEmbedding(t: Tensor, dim: number, flip: boolean, shift: number, maxPeriod: number): Tensor {
+  const td = floats(t, "timesteps");
+  const half = dim / 2;
+  const f = new Float64Array(half);
+  const lnP = Math.fround(-Math.log(maxPeriod));
+  for (let k = 0; k < half; k++) f[k] = Math.fround(Math.exp(Math.fround(Math.fround(lnP * k) / Math.fround(half - shift))));
+  const out = f32([td.length, dim]);
+  for (let b = 0; b < td.length; b++) {
+    for (let k = 0; k < half; k++) {
+      const a = Math.fround(td[b]! * f[k]!);
+      out.data[b * dim + (flip ? half : 0) + k] = Math.sin(a);
+      out.data[b * dim + (flip ? 0 : half) + k] = Math.cos(a);
+    }
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ losses

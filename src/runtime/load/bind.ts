@@ -139,6 +139,7 @@ function checkAllTensorsUsed(ckpt: Checkpoint, m: ModuleIR, formats: Map<string,
       if (!found) continue;
       used.add(found.name);
       for (const t of Object.values(found.parts ?? {})) used.add(t.name);
+      for (const t of found.companions ?? []) used.add(t);
     }
   }
   const unused = [...ckpt.tensors.keys()].filter((n) => !used.has(n) && !NOT_WEIGHTS.some((re) => re.test(n)));
@@ -175,7 +176,7 @@ function metadataOverrides(m: ModuleIR, ckpt: Checkpoint): ConfigOverrides {
 
 /** The storage (dtype or format name) a checkpoint tensor has, for a spec with these formats. */
 function storageOf(ckpt: Checkpoint, p: ParamIR, formats: FormatIR[], env: Record<string, number>): { storage: string; tensor: string } | undefined {
-  const found = findTensor(ckpt, p, p.array ? Number(evalIntExpr(p.array.from, {})) : undefined, formats, env);
+  const found = findTensor(ckpt, p, p.array ? Number(evalIntExpr(p.array.from, env)) : undefined, formats, env);
   if (!found) return undefined;
   if (found.format) return { storage: found.format.name, tensor: found.name };
   const dt = found.info.dtype;
@@ -217,6 +218,40 @@ interface Found {
   /** For a format stored as separate tensors: the format and its tensors by layout name. */
   format?: FormatIR;
   parts?: Record<string, TensorInfo>;
+  /** Tensors beside the weight that restate its format (bitsandbytes' quant_map and quant_state), checked. */
+  companions?: string[];
+}
+
+/**
+ * bitsandbytes keeps, beside each 4-bit weight X.weight, its lookup table (X.weight.quant_map) and
+ * its settings as JSON bytes (X.weight.quant_state.bitsandbytes__nf4: quant_type, blocksize, dtype,
+ * shape). Where the file has them, they must say what the format declares: the same table, block
+ * size and [out, in].
+ */
+function bnbCompanions(ckpt: Checkpoint, code: string, f: FormatIR, dims: { out: number; in: number }): string[] {
+  const mapName = `${code}.quant_map`;
+  const states = [...ckpt.tensors.keys()].filter((n) => n.startsWith(`${code}.quant_state.bitsandbytes__`));
+  if (!ckpt.tensors.has(mapName) && !states.length) return [];
+  const bad = (what: string) => new QzoError(`${ckpt.path}: ${what}, but format '${f.name}' is read here`);
+  for (const st of states) {
+    let q: unknown;
+    try {
+      q = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(ckpt.read(st)));
+    } catch {
+      throw bad(`'${st}' is not UTF-8 JSON`);
+    }
+    const o = (q ?? {}) as Record<string, unknown>;
+    if (o["quant_type"] !== f.name) throw bad(`'${st}' says quant_type ${JSON.stringify(o["quant_type"])}`);
+    if (o["blocksize"] !== f.block.size) throw bad(`'${st}' says blocksize ${JSON.stringify(o["blocksize"])}, not ${f.block.size}`);
+    if (!Array.isArray(o["shape"]) || o["shape"][0] !== dims.out || o["shape"][1] !== dims.in) throw bad(`'${st}' says shape ${JSON.stringify(o["shape"])}, not [${dims.out}, ${dims.in}]`);
+  }
+  const table = f.codebooks.find((c) => c.name === f.code.lookup)?.values;
+  const info = ckpt.tensors.get(mapName);
+  if (info) {
+    const got = decodeBytesToF32(info, ckpt.read(mapName));
+    if (!table || got.length !== table.length || got.some((v, i) => v !== Math.fround(table[i]!))) throw bad(`'${mapName}' is not the lookup table of ${f.name}`);
+  }
+  return [...states, ...(info ? [mapName] : [])];
 }
 
 function tensorName(src: SourceNameIR, layer: number | undefined): string {
@@ -227,10 +262,16 @@ function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
   for (const src of p.sources[ckpt.family] ?? []) {
     const name = tensorName(src, layer);
     const info = ckpt.tensors.get(name);
-    if (info) return { name, info, source: src };
-    // A format stored as separate tensors beside the weight's name (GPTQ: x.qweight, x.qzeros, x.scales):
-    // the one whose declared tensors, at this parameter's [out, in], have the dtypes and shapes in the file.
-    if (p.type.shape.length !== 2) continue;
+    // A float tensor, or raw bytes that no format stored as tensors claims (a record format).
+    const plain: Found | undefined = info && { name, info, source: src };
+    if (plain && !RAW_BYTES.includes(info!.dtype)) return plain;
+    // A format stored as separate tensors beside the weight's name (GPTQ: x.qweight, x.qzeros, x.scales;
+    // bitsandbytes: x.weight, x.weight.absmax): the one whose declared tensors, at this parameter's
+    // [out, in], have the dtypes and shapes in the file (size-1 dimensions aside).
+    if (p.type.shape.length !== 2) {
+      if (plain) return plain;
+      continue;
+    }
     const prefix = name.replace(/[^.]*$/, "");
     const [out, inn] = p.type.shape;
     const dims = () => ({ out: evalIntExpr(out!, env), in: evalIntExpr(inn!, env) });
@@ -249,7 +290,7 @@ function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
       }
       if (!fields.every((fld) => parts[fld.tensor])) continue;
       const squeeze = (sh: readonly number[]) => sh.filter((d) => d !== 1);
-      const want = fields.map((fld) => ({ tensor: fld.tensor, dtype: fld.dtype as string, shape: fld.shape.map((e) => evalIntExpr(e, dims())), squeezed: false }));
+      const want = fields.map((fld) => ({ tensor: fld.tensor, dtype: fld.dtype as string, shape: fld.shape.map((e) => evalIntExpr(e, dims())), squeezed: true }));
       // Additive codebooks (AQLM) are a tensor of their own beside the codes; its size-1 dimensions
       // (AQLM's out_group_size of 1: [M, K, 1, V]) do not count.
       const cb = additiveCodebook(f);
@@ -262,9 +303,13 @@ function findTensor(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
         const t = parts[w.tensor];
         return t !== undefined && t.dtype.toLowerCase() === w.dtype && (w.squeezed ? sameShape(squeeze(t.shape), squeeze(w.shape)) : sameShape(t.shape, w.shape));
       });
-      if (fits) return { name: prefix + fields[0]!.tensor, info: parts[fields[0]!.tensor]!, source: src, format: f, parts };
+      if (fits) {
+        const code = prefix + fields.find((x) => x.field === "code")!.tensor;
+        return { name: prefix + fields[0]!.tensor, info: parts[fields[0]!.tensor]!, source: src, format: f, parts, companions: bnbCompanions(ckpt, code, f, dims()) };
+      }
       expected.push(`${f.name} ${want.map((w) => `${w.tensor} ${w.dtype}[${w.shape.join(", ")}]`).join(", ")}`);
     }
+    if (plain) return plain;
     if (expected.length) {
       const have = [...seen.values()].map((t) => `${t.name} ${t.dtype.toLowerCase()}[${t.shape.join(", ")}]`);
       throw new QzoError(
@@ -319,7 +364,10 @@ function loadWeight(ckpt: Checkpoint, p: ParamIR, layer: number | undefined, for
     for (const t of found.source.transforms) blocks = permuteRowBytes(blocks, rows, t, env, label, ckpt.path);
     return { kind: "quant", packed: { format: fmt, rows, cols, storage: { blocks } }, tensor: found.name };
   }
-  for (const t of found.source.transforms) if (t.name === "transpose") tshape = [tshape[1]!, tshape[0]!];
+  for (const t of found.source.transforms) {
+    if (t.name === "transpose") tshape = [tshape[1]!, tshape[0]!];
+    if (t.name === "flatten") tshape = [tshape[0]!, numElements(tshape.slice(1))];
+  }
   if (tshape.length !== shape.length || tshape.some((d, i) => d !== shape[i])) {
     throw new QzoError(`${ckpt.path}: ${label} has shape [${tshape.join(", ")}], but parameter '${p.name}' is [${shape.join(", ")}] (${p.type.shape.join(", ")})`);
   }
@@ -379,8 +427,8 @@ export function permuteRowBytes(bytes: Uint8Array, rows: number, t: { name: stri
 function permutePackedRows(p: PackedTensor, transforms: { name: string; args: string[] }[], env: Record<string, number>, label: string, file: string): PackedTensor {
   if (!transforms.some((t) => t.name === "unpermute_rope" || t.name === "permute_rope" || t.name === "transpose")) return p;
   const f = p.format;
-  if (f.scale.per === "block" && f.block.axis === "out") {
-    throw new QzoError(`${file}: ${label}: format '${f.name}' shares scales across rows (blocks along out), so its rows cannot be reordered on load`);
+  if (f.scale.per === "block" && f.block.axis !== "in") {
+    throw new QzoError(`${file}: ${label}: format '${f.name}' shares scales across rows (blocks along ${f.block.axis}), so its rows cannot be reordered on load`);
   }
   const raw = unpackRaw(p);
   const rows = (a: Int32Array | Float32Array, t: { name: string; args: string[] }) =>

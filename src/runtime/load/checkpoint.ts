@@ -21,11 +21,14 @@ export interface Checkpoint {
   architecture: string;
 }
 
+/** diffusers models (config.json's `_class_name`, no `model_type`) by the shipped spec that reads them. */
+const DIFFUSERS_CLASSES: Record<string, string> = { SD3Transformer2DModel: "sd3" };
+
 export function openCheckpoint(path: string): Checkpoint {
   if (!existsSync(path)) throw new QzoError(`${path}: no such file or directory`);
   if (statSync(path).isDirectory()) {
     const hf = readHfModel(path);
-    const arch = String(hf.config["model_type"] ?? "");
+    const arch = String(hf.config["model_type"] ?? DIFFUSERS_CLASSES[String(hf.config["_class_name"])] ?? "");
     return {
       family: "hf",
       path,

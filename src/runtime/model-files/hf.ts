@@ -1,6 +1,7 @@
 /**
  * Hugging Face model directories: config.json plus either model.safetensors or
- * model.safetensors.index.json ({ metadata, weight_map: { tensor: shard file } }) with its shards.
+ * model.safetensors.index.json ({ metadata, weight_map: { tensor: shard file } }) with its shards
+ * (diffusers: diffusion_pytorch_model.safetensors and its index).
  * Tensors keep their HF names and shapes (nn.Linear weights are [out, in]).
  *
  * Also reads GPTQ quantization settings (quantize_config.json, or config.json's quantization_config).
@@ -80,8 +81,10 @@ export function readHfModel(dir: string): HfModel {
   const config = readJsonFile(configPath);
   if (!isObject(config)) throw fileError(configPath, 0, "expected a JSON object");
 
-  const single = path.join(dir, "model.safetensors");
-  const indexPath = path.join(dir, "model.safetensors.index.json");
+  // transformers names its weights model.safetensors, diffusers diffusion_pytorch_model.safetensors.
+  const stem = ["model", "diffusion_pytorch_model"].find((s) => exists(path.join(dir, `${s}.safetensors`)) || exists(path.join(dir, `${s}.safetensors.index.json`))) ?? "model";
+  const single = path.join(dir, `${stem}.safetensors`);
+  const indexPath = path.join(dir, `${stem}.safetensors.index.json`);
   const tensors = new Map<string, TensorInfo>();
   const shardMetadata = new Map<string, Record<string, string>>();
   const shards: string[] = [];
@@ -129,7 +132,7 @@ export function readHfModel(dir: string): HfModel {
     const hint = exists(path.join(dir, "pytorch_model.bin")) || exists(path.join(dir, "pytorch_model.bin.index.json"))
       ? " (PyTorch .bin checkpoints are not supported; convert them to safetensors)"
       : "";
-    throw fileError(single, undefined, `file not found: expected model.safetensors or model.safetensors.index.json in ${dir}${hint}`);
+    throw fileError(single, undefined, `file not found: expected model.safetensors, diffusion_pytorch_model.safetensors or their .index.json in ${dir}${hint}`);
   }
 
   const gptq = readGptqConfig(dir, config);

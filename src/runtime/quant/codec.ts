@@ -127,7 +127,7 @@ function checkDims(f: FormatIR, rows: number, cols: number): void {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0) {
     throw new QzoError(`format '${f.name}': bad matrix shape [${rows}, ${cols}]`);
   }
-  if (f.block.size > 0) {
+  if (f.block.size > 0 && f.block.axis !== "flat") {
     const n = f.block.axis === "in" ? cols : rows;
     if (n % f.block.size !== 0) {
       const dim = f.block.axis === "in" ? `${cols} input columns` : `${rows} output rows`;
@@ -141,6 +141,7 @@ function scaleElement(f: FormatIR, cols: number, s: number): [number, number] {
   if (f.scale.per === "tensor") return [0, 0];
   if (f.scale.per === "row") return [s, 0];
   const B = f.block.size;
+  if (f.block.axis === "flat") return [Math.floor((s * B) / cols), (s * B) % cols];
   if (f.block.axis === "in") {
     const nb = cols / B;
     return [Math.floor(s / nb), (s % nb) * B];
@@ -148,8 +149,9 @@ function scaleElement(f: FormatIR, cols: number, s: number): [number, number] {
   return [Math.floor(s / cols) * B, s % cols];
 }
 
-function blockOf(f: FormatIR, r: number, c: number): number {
-  return f.block.size > 0 ? Math.floor((f.block.axis === "in" ? c : r) / f.block.size) : 0;
+function blockOf(f: FormatIR, cols: number, r: number, c: number): number {
+  if (f.block.size === 0) return 0;
+  return Math.floor((f.block.axis === "in" ? c : f.block.axis === "out" ? r : r * cols + c) / f.block.size);
 }
 
 function planRecord(f: FormatIR, lay: RecordLayoutIR, rows: number, cols: number): Plan {
@@ -220,7 +222,7 @@ function locate(f: FormatIR, fl: TensorFieldIR, shape: number[], wordBits: numbe
   return (r, c, m = 0) => {
     env[0] = r;
     env[1] = c;
-    env[2] = blockOf(f, r, c);
+    env[2] = blockOf(f, cols, r, c);
     env[5] = m;
     let flat = 0;
     for (let k = 0; k < at.length; k++) {

@@ -92,7 +92,7 @@ export function quantizeRTNRaw(fmt: FormatIR, rows: number, cols: number, w: Flo
   if (w.length !== rows * cols) {
     throw new QzoError(`quantize to '${fmt.name}': ${w.length} weights given for a [${rows}, ${cols}] matrix`);
   }
-  if (fmt.block.size > 0 && (fmt.block.axis === "in" ? cols : rows) % fmt.block.size !== 0) {
+  if (fmt.block.size > 0 && fmt.block.axis !== "flat" && (fmt.block.axis === "in" ? cols : rows) % fmt.block.size !== 0) {
     throw new QzoError(`quantize to '${fmt.name}': a [${rows}, ${cols}] matrix does not split into blocks of ${fmt.block.size} along ${fmt.block.axis}`);
   }
   const n = scaleCount(fmt, rows, cols);

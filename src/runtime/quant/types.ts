@@ -42,5 +42,6 @@ export function scaleIndex(f: FormatIR, cols: number, r: number, c: number): num
   if (f.scale.per === "tensor") return 0;
   if (f.scale.per === "row") return r;
   const b = f.block.size;
+  if (f.block.axis === "flat") return Math.floor((r * cols + c) / b);
   return f.block.axis === "in" ? r * (cols / b) + Math.floor(c / b) : Math.floor(r / b) * cols + c;
 }

@@ -15,7 +15,7 @@ import type { KBuffer, KBuf, KKernel, KKernelOf, KOpName, KOperand, KParam, KPro
 import { distinctReaders, type ReaderIR } from "../readers.js";
 import type { WeightSlot } from "../weight-slots.js";
 import { UnsupportedError } from "../../../util/errors.js";
-import { cCommentText, cDouble, cIdentifier, cInt, cStringLiteral } from "./literal.js";
+import { cCommentText, cDouble, cFloat, cIdentifier, cInt, cStringLiteral } from "./literal.js";
 
 /** What differs between C-family targets inside an entry function. */
 export interface CTarget {
@@ -146,6 +146,101 @@ export function programView(a: Artifact, manifest: Manifest, reader: (r: ReaderI
 export type Emitter<N extends KOpName, C extends EntryContext = EntryContext> = (k: KKernelOf<N>, c: C) => string;
 export type Emitters<C extends EntryContext = EntryContext> = { [N in KOpName]: Emitter<N, C> | null };
 
+/**
+ * The layout ops as gathers: output element i reads one input element at an index computed from
+ * i (C statements `defs`, then the expression `src`), so both C-family targets run them as one
+ * elementwise loop (the `gather` macro); `guard` is a host-side condition that must hold.
+ */
+interface GatherView {
+  E: string;
+  ptrs: { type: string; name: string; expr: string }[];
+  defs: string[];
+  src: string;
+  guard?: { cond: string; message: string };
+}
+
+function gather(k: KKernel, c: EntryContext, v: GatherView): string {
+  return c.target.render("gather", { comment: c.comment(k), y: c.bufVar(k.out), ...v, guard: v.guard ? { cond: v.guard.cond, message: cStringLiteral(v.guard.message) } : undefined });
+}
+
+const i64 = (name: string, expr: string) => `const int64_t ${name} = ${expr};`;
+
+const LAYOUT_EMITTERS = {
+  chunk: (k, c) => {
+    const xs = c.shapeOf(k.x);
+    const W = c.lastDim(xs);
+    return gather(k, c, {
+      E: c.elems(c.p.buffers[k.out]!),
+      ptrs: [{ type: "float", name: "x", expr: c.buf(k.x) }],
+      defs: [i64("W", W), i64("D", `W / ${k.parts}`)],
+      src: `x[(i / D) * W + ${k.index} * D + i % D]`,
+    });
+  },
+  concat: (k, c) => {
+    const inner = (s: readonly string[]) => s.slice(k.axis).map((d) => `(${c.dim(d)})`).join(" * ") || "1";
+    return gather(k, c, {
+      E: c.elems(c.p.buffers[k.out]!),
+      ptrs: [{ type: "float", name: "a", expr: c.buf(k.a) }, { type: "float", name: "b", expr: c.buf(k.b) }],
+      defs: [i64("ia", inner(c.shapeOf(k.a))), i64("ib", inner(c.shapeOf(k.b))), i64("o", "i / (ia + ib)"), i64("j", "i % (ia + ib)")],
+      src: "j < ia ? a[o * ia + j] : b[o * ib + j - ia]",
+    });
+  },
+  patchify: (k, c) => {
+    const [, C, H, W] = c.shapeOf(k.x).map((d) => c.dim(d));
+    return gather(k, c, {
+      E: c.elems(c.p.buffers[k.out]!),
+      ptrs: [{ type: "float", name: "x", expr: c.buf(k.x) }],
+      defs: [
+        i64("p", String(k.patch)), i64("C", C!), i64("H", H!), i64("W", W!), i64("K", "C * p * p"), i64("n", "(i / K) % ((H / p) * (W / p))"),
+        i64("bb", "i / (K * (H / p) * (W / p))"), i64("kk", "i % K"), i64("ch", "kk / (p * p)"), i64("dy", "(kk / p) % p"), i64("dx", "kk % p"),
+      ],
+      src: `x[((bb * C + ch) * H + (n / (W / p)) * p + dy) * W + (n % (W / p)) * p + dx]`,
+    });
+  },
+  unpatchify: (k, c) => {
+    const [, , H, W] = c.shapeOf(k.like).map((d) => c.dim(d));
+    const out = c.p.buffers[k.out]!.shape;
+    return gather(k, c, {
+      E: c.elems(c.p.buffers[k.out]!),
+      ptrs: [{ type: "float", name: "y", expr: c.buf(k.y) }],
+      defs: [
+        i64("p", String(k.patch)), i64("C", c.dim(out[1]!)), i64("H", H!), i64("W", W!), i64("xx", "i % W"), i64("yy", "(i / W) % H"),
+        i64("ch", "(i / (W * H)) % C"), i64("bb", "i / (W * H * C)"), i64("tok", "(yy / p) * (W / p) + xx / p"),
+      ],
+      src: "y[(bb * (H / p) * (W / p) + tok) * (p * p * C) + ((yy % p) * p + xx % p) * C + ch]",
+    });
+  },
+  pos_crop: (k, c) => {
+    const [, , H, W] = c.shapeOf(k.like).map((d) => c.dim(d));
+    const D = c.lastDim(c.shapeOf(k.table));
+    const h = `(${H}) / ${k.patch}`;
+    const w = `(${W}) / ${k.patch}`;
+    return gather(k, c, {
+      E: c.elems(c.p.buffers[k.out]!),
+      ptrs: [{ type: "float", name: "tab", expr: c.vector(k.table, "a position table") }],
+      defs: [i64("M", String(k.grid)), i64("h", h), i64("w", w), i64("D", D), i64("tok", "i / D"), i64("top", "(M - h) / 2"), i64("left", "(M - w) / 2")],
+      src: "tab[((top + tok / w) * M + left + tok % w) * D + i % D]",
+      guard: { cond: `${h} > ${k.grid} || ${w} > ${k.grid}`, message: `pos_crop: the latents' patch grid is larger than the ${k.grid} x ${k.grid} position table` },
+    });
+  },
+  timestep_embedding: (k, c) => {
+    const comment = c.comment(k);
+    const half = k.dim / 2;
+    // diffusers' float32 steps: the exponent and the frequency rounded to float32, then t * f in float32.
+    return gather(k, c, {
+      E: c.elems(c.p.buffers[k.out]!),
+      ptrs: [{ type: "float", name: "t", expr: c.buf(k.t) }],
+      defs: [
+        i64("half", String(half)), i64("kk", "i % (2 * half)"), i64("j", "kk % half"),
+        `const float e = (${cFloat(Math.fround(-Math.log(k.maxPeriod)), `${comment}: max_period`)} * (float)j) / ${cFloat(Math.fround(half - k.shift), `${comment}: shift`)};`,
+        "const float f = (float)exp((double)e);",
+        "const double a = (double)(t[i / (2 * half)] * f);",
+      ],
+      src: `(kk < half) == ${k.flip ? "true" : "false"} ? cos(a) : sin(a)`,
+    });
+  },
+} satisfies Partial<Emitters>;
+
 /** The emitters whose template view is the same for every C-family target (each renders its own macro). */
 export const C_EMITTERS = {
   rmsnorm: (k, c) => norm(k, c),
@@ -162,19 +257,21 @@ export const C_EMITTERS = {
     const qs = c.shapeOf(k.q);
     const comment = c.comment(k);
     return c.target.render("attention", {
-      comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), K: c.lastDim(qs), heads: cInt(k.heads, `${comment}: heads`), kvHeads: cInt(k.kvHeads, `${comment}: kv_heads`),
+      comment, B: c.dim(qs[0]!), T: c.dim(qs[1]!), S: c.dim(c.shapeOf(k.k)[1]!), K: c.lastDim(qs), heads: cInt(k.heads, `${comment}: heads`), kvHeads: cInt(k.kvHeads, `${comment}: kv_heads`),
       causal: k.causal, q: c.buf(k.q), k: c.buf(k.k), v: c.buf(k.v), y: c.bufVar(k.out),
     });
   },
   unary: (k, c) => {
     const x = "(double)x[i]";
     const expr = k.fn === "neg" ? `-${x}` : `qzo::${k.fn}(${x})`;
+
     return c.target.render("unary", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x), y: c.bufVar(k.out), expr });
   },
   binary: (k, c) => {
     const comment = c.comment(k);
     const op = { add: "+", sub: "-", mul: "*", div: "/" }[k.fn];
-    const side = (o: typeof k.a) => ("scalar" in o ? `(double)${cDouble(o.scalar, `${comment}: a constant`)}` : `(double)${c.buf(o)}[i]`);
+    const out = c.p.buffers[k.out]!.shape;
+    const side = (o: typeof k.a) => ("scalar" in o ? `(double)${cDouble(o.scalar, `${comment}: a constant`)}` : `(double)${c.buf(o)}[${broadcastIndex(c, c.shapeOf(o), out)}]`);
     return c.target.render("binary", { comment, E: c.elems(c.p.buffers[k.out]!), y: c.bufVar(k.out), expr: `${side(k.a)} ${op} ${side(k.b)}` });
   },
   positions: (k, c) => {
@@ -183,16 +280,45 @@ export const C_EMITTERS = {
     return c.target.render("positions", { comment, B: c.dim(ts[0]!), T: c.dim(ts[1]!), offset: cInt(k.offset, `${comment}: offset`), y: c.bufVar(k.out) });
   },
   copy: (k, c) => c.target.render("copy", { comment: c.comment(k), E: c.elems(c.p.buffers[k.out]!), x: c.buf(k.x), y: c.bufVar(k.out) }),
+  ...LAYOUT_EMITTERS,
 } satisfies Partial<Emitters>;
 
+/**
+ * A norm over groups of K values: the whole last dimension, or (rmsnorm with a shorter weight, as
+ * per-head q/k norms) each run of len(w) values of it. A layernorm without affine parameters gets
+ * null pointers for them.
+ */
 function norm(k: KKernelOf<"rmsnorm"> | KKernelOf<"layernorm">, c: EntryContext): string {
   const xs = c.shapeOf(k.x);
   const comment = c.comment(k);
+  const group = k.op === "rmsnorm" ? c.dim(c.shapeOf(k.w)[0]!) : c.lastDim(xs);
   return c.target.render(k.op, {
-    comment, M: c.lead(xs), K: c.lastDim(xs), x: c.buf(k.x), w: c.vector(k.w, "a norm weight"),
-    bias: k.op === "layernorm" ? c.vector(k.b, "a norm bias") : "", y: c.bufVar(k.out), eps: cDouble(k.eps, `${comment}: eps`),
+    comment, M: `(${c.lead(xs)}) * ((${c.lastDim(xs)}) / (${group}))`, K: group, x: c.buf(k.x), w: k.w ? c.vector(k.w, "a norm weight") : "nullptr",
+    bias: k.op === "layernorm" ? (k.b ? c.vector(k.b, "a norm bias") : "nullptr") : "", y: c.bufVar(k.out), eps: cDouble(k.eps, `${comment}: eps`),
   });
 }
+
+/**
+ * The flat index into an operand of shape `shape` that broadcasts to `out` (NumPy's rule, shapes
+ * aligned from the last dimension), for output element i: each output coordinate the operand has
+ * (size not 1) times the operand's stride.
+ */
+function broadcastIndex(c: EntryContext, shape: readonly string[], out: readonly string[]): string {
+  if (shape.length === out.length && shape.every((d, i) => d === out[i])) return "i";
+  const pad = out.length - shape.length;
+  const terms: string[] = [];
+  for (let d = 0; d < out.length; d++) {
+    const own = shape[d - pad];
+    if (own === undefined || own === "1") continue;
+    const after = out.slice(d + 1).map((x) => `(${c.dim(x)})`).join(" * ") || "1";
+    const coord = d === 0 ? `(i / (${after}))` : `((i / (${after})) % (${c.dim(out[d]!)}))`;
+    const stride = shape.slice(d - pad + 1).map((x) => `(${c.dim(x)})`).join(" * ") || "1";
+    terms.push(`${coord} * ${stride}`);
+  }
+  return terms.length ? terms.join(" + ") : "0";
+}
+
+
 
 /** The kernels of a program that a target has no emitter for, as "op (IR nodes)". */
 export function unsupportedKernels(p: KProgram, emitters: Emitters<never>): string[] {

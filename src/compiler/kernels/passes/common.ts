@@ -41,13 +41,16 @@ export function rewriteSteps(p: KProgram, name: string, f: (steps: readonly KSte
  * A fusion pass: each step list is rebuilt step by step, and `fuse(s, done, uses)` may return the
  * list so far with kernel `s` fused into it (undefined: `s` is appended as it is).
  */
-export function fusionPass(name: string, fuse: (s: KKernel, done: readonly KStep[], uses: ReadonlyMap<number, number>) => KStep[] | undefined): KernelPass {
+export function fusionPass(
+  name: string,
+  fuse: (s: KKernel, done: readonly KStep[], uses: ReadonlyMap<number, number>, p: KProgram) => KStep[] | undefined,
+): KernelPass {
   return {
     name,
     run: (p) =>
       rewriteSteps(p, name, (steps, uses) => {
         let out: KStep[] = [];
-        for (const s of steps) out = (s.kind === "kernel" && fuse(s, out, uses)) || [...out, s];
+        for (const s of steps) out = (s.kind === "kernel" && fuse(s, out, uses, p)) || [...out, s];
         return out;
       }),
   };

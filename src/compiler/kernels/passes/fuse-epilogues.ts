@@ -1,8 +1,9 @@
 /**
  * Pass `fuse-epilogues`: a matmul followed by an activation (silu, gelu, relu) or by the addition of
- * a residual, when nothing else reads the matmul's result, becomes one matmul with that epilogue.
+ * a residual of the same shape (not one that broadcasts) computed before the matmul, when nothing
+ * else reads the matmul's result, becomes one matmul with that epilogue.
  */
-import { isBuf, operandsOf, type Activation, type KBuf, type KKernel, type KKernelOf, type KStep } from "../kernel-ir.js";
+import { isBuf, operandsOf, type Activation, type KBuf, type KKernel, type KKernelOf, type KProgram, type KStep } from "../kernel-ir.js";
 import { producer, replaced, fusionPass, type KernelPass } from "./common.js";
 
 const ACTIVATIONS: readonly string[] = ["silu", "gelu", "relu"] satisfies Activation[];
@@ -21,7 +22,7 @@ function soleMatmul(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number,
   return undefined;
 }
 
-function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, number>): KStep[] | undefined {
+function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, number>, p: KProgram): KStep[] | undefined {
   const found = s.op === "unary" || s.op === "binary" ? soleMatmul(s, out, uses) : undefined;
   if (!found) return undefined;
   const { mine, mm } = found;
@@ -30,6 +31,11 @@ function fuse(s: KKernel, out: readonly KStep[], uses: ReadonlyMap<number, numbe
   }
   if (s.op === "binary" && s.fn === "add" && isBuf(s.a) && isBuf(s.b)) {
     const other = s.a === mine ? s.b : s.a;
+    const shape = (b: number) => p.buffers[b]!.shape.join(",");
+    if (shape(other.buffer) !== shape(s.out)) return undefined;
+    // The fused matmul runs where the matmul ran, so the residual must exist by then.
+    const made = producer(out, other.buffer);
+    if (made && out.indexOf(made) > out.indexOf(mm)) return undefined;
     return replaced(out, mm, { ...mm, residual: other, out: s.out, from: [...mm.from, ...s.from] });
   }
   return undefined;

@@ -37,6 +37,7 @@ static inline double vexp(double x) {
 }
 static inline double silu(double x) { return x / (1.0 + vexp(-x)); }
 static inline double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+static inline double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
 static inline double relu(double x) { return x > 0 ? x : 0.0; }
 
 }  // namespace qzo

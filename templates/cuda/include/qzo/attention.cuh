@@ -21,7 +21,7 @@ __global__ void rope_kernel(int64_t rows, int64_t T, int64_t W, int64_t H, doubl
   y[i1] = (float)(a * s + b * c);
 }
 
-// Causal (or full) GQA attention. A block of ATT_QW = 8 warps takes 8 consecutive queries of one
+// Causal (or full) GQA attention of T queries over S keys (S = T when causal). A block of ATT_QW = 8 warps takes 8 consecutive queries of one
 // (b, h), one warp per query; the block walks the keys in tiles of KT (up to 32, one per lane),
 // staged once in shared memory for all 8 queries (coalesced loads; K rows padded by one float so
 // that the lanes' dot products hit different banks). Online softmax (running max and sum) per warp;
@@ -33,7 +33,7 @@ __host__ __device__ constexpr int att_key_tile() {
   return fit < 32 ? fit : 32;
 }
 template <int HD, bool CAUSAL>
-__global__ void __launch_bounds__(ATT_QW * 32) attention_kernel(int64_t B, int64_t T, int64_t H, int64_t KH, const float* q, const float* k, const float* v, float* y) {
+__global__ void __launch_bounds__(ATT_QW * 32) attention_kernel(int64_t B, int64_t T, int64_t S, int64_t H, int64_t KH, const float* q, const float* k, const float* v, float* y) {
   constexpr int PL = (HD + 31) / 32, KT = att_key_tile<HD>();
   static_assert(KT >= 1, "attention head too large for the shared-memory key tile");
   __shared__ float sq[ATT_QW][HD];
@@ -47,8 +47,8 @@ __global__ void __launch_bounds__(ATT_QW * 32) attention_kernel(int64_t B, int64
   const int64_t W = H * HD, KW = KH * HD, kh = h / (H / KH);
   for (int i = lane; i < HD; i += 32) sq[warp][i] = active ? q[(b * T + t) * W + h * HD + i] : 0.0f;
   const float scale = (float)(1.0 / sqrt((double)HD));
-  const int64_t last = CAUSAL ? t : T - 1;  // this warp's last key
-  const int64_t block_last = CAUSAL ? (tile * ATT_QW + ATT_QW - 1 < T - 1 ? tile * ATT_QW + ATT_QW - 1 : T - 1) : T - 1;
+  const int64_t last = CAUSAL ? t : S - 1;  // this warp's last key
+  const int64_t block_last = CAUSAL ? (tile * ATT_QW + ATT_QW - 1 < T - 1 ? tile * ATT_QW + ATT_QW - 1 : T - 1) : S - 1;
   float mx = -INFINITY, sum = 0.0f, acc[PL];
 #pragma unroll
   for (int i = 0; i < PL; i++) acc[i] = 0.0f;
@@ -58,8 +58,8 @@ __global__ void __launch_bounds__(ATT_QW * 32) attention_kernel(int64_t B, int64
       const int r = idx / HD, c = idx % HD;
       const int64_t j = j0 + r;
       const bool ok = j <= block_last;
-      sk[r][c] = ok ? k[(b * T + j) * KW + kh * HD + c] : 0.0f;
-      sv[r][c] = ok ? v[(b * T + j) * KW + kh * HD + c] : 0.0f;
+      sk[r][c] = ok ? k[(b * S + j) * KW + kh * HD + c] : 0.0f;
+      sv[r][c] = ok ? v[(b * S + j) * KW + kh * HD + c] : 0.0f;
     }
     __syncthreads();
     if (!active || j0 > last) continue;  // uniform per warp

@@ -23,7 +23,8 @@ __global__ void layernorm_kernel(int64_t D, double eps, const float* x, const fl
   double v = 0.0;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) v += ((double)xm[i] - mean) * ((double)xm[i] - mean);
   const double inv = 1.0 / sqrt(block_sum(v, red) / (double)D + eps);
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) y[(int64_t)blockIdx.x * D + i] = (float)(((double)xm[i] - mean) * inv * (double)gw[i] + (double)gb[i]);
+  // gw and gb are null for a layernorm without affine parameters.
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) y[(int64_t)blockIdx.x * D + i] = (float)(((double)xm[i] - mean) * inv * (gw ? (double)gw[i] : 1.0) + (gb ? (double)gb[i] : 0.0));
 }
 
 }  // namespace qzo

@@ -65,6 +65,7 @@ __host__ __device__ static inline int32_t sign_extend(uint32_t v, int width) {
 
 __device__ static inline double silu(double x) { return x / (1.0 + exp(-x)); }
 __device__ static inline double gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+__device__ static inline double gelu_tanh(double x) { return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
 __device__ static inline double relu(double x) { return x > 0 ? x : 0.0; }
 // ACT codes of the matmul kernels: 0 none, 1 silu, 2 gelu, 3 relu.
 template <int ACT> __device__ static inline float act(float v) {
