@@ -21,7 +21,10 @@ import { teacherTargets, tokenizerSha256, writeDistillData } from "../runtime/da
 import { exportCheckpoint } from "../runtime/export/export.js";
 import { DEVICES, selectBackend, type Device } from "../runtime/backends/select.js";
 import { modelSha256 } from "../runtime/train/checkpoint.js";
-import { DEFAULT_SEQ_LEN, evaluateData, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
+import { DEFAULT_SEQ_LEN, evaluateData, evaluateLatents, runTraining, vocabOf, windowLength } from "../runtime/train/run.js";
+import { loadLatents, readsLatents } from "../runtime/data/latents.js";
+import { sampleLatents, teacherVelocities, velocityOf, writeLatents } from "../runtime/infer/diffusion.js";
+import { loadScalesCheckpoint } from "../runtime/train/checkpoint.js";
 import { CHART_FILE, writeReport } from "../runtime/report/run-report.js";
 import { runBench, type BenchDevice } from "../runtime/bench/suite.js";
 import { formatBench, recordBench } from "../runtime/bench/table.js";
@@ -47,6 +50,13 @@ function number(kind: "int" | "float", min: number, max = kind === "int" ? 2 ** 
     }
     return n;
   };
+}
+
+/** `--dim NAME=VALUE`, repeatable: a positive integer per name. */
+function collectDims(v: string, prev: Record<string, number>): Record<string, number> {
+  const m = /^([A-Za-z_][A-Za-z0-9_]*)=(\d+)$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > MAX_SEQ) throw new InvalidArgumentError(`expected NAME=VALUE with a positive integer value up to ${MAX_SEQ}, found '${v}'`);
+  return { ...prev, [m[1]!]: Number(m[2]) };
 }
 
 /** Ceilings of the size flags: rows of a batch, tokens of a window, samples, teacher buckets, directions. */
@@ -237,15 +247,16 @@ program
   .description("the memory of a QZO step and of inference on the CPU and CUDA backends, term by term, from a spec and its config (no weights needed)")
   .requiredOption("--spec <file>", "the .qzo spec")
   .option("--set <key=value>", "override a config entry (repeatable), e.g. the shape of a larger model", collectSet, {})
-  .requiredOption("--batch <b>", "sequences per step", number("int", 1, MAX_BATCH))
-  .requiredOption("--seq <t>", "tokens per sequence", number("int", 1, MAX_SEQ))
+  .requiredOption("--batch <b>", "sequences (or images) per step", number("int", 1, MAX_BATCH))
+  .option("--seq <t>", "tokens per sequence (a language model)", number("int", 1, MAX_SEQ))
+  .option("--dim <name=value>", "another dimension of the graph's inputs, e.g. a diffusion transformer's patch grid h, w and text length L (repeatable)", collectDims, {})
   .addOption(new Option("--device <device>", "plan one backend (default: both)").choices(["cpu", "cuda"]))
   .option("--threads <n>", "CPU threads (each has its own kernel scratch)", number("int", 1, 1024), 1)
   .option("--json", "print the plans as one JSON object")
-  .action((o: { spec: string; set: Record<string, string>; batch: number; seq: number; device?: PlanDevice; threads: number; json?: boolean }) => {
+  .action((o: { spec: string; set: Record<string, string>; batch: number; seq?: number; dim: Record<string, number>; device?: PlanDevice; threads: number; json?: boolean }) => {
     if (!existsSync(o.spec)) throw new QzoError(`${o.spec}: no such file`);
     const m = compileModule(o.spec, o.set);
-    const opts = { batch: o.batch, seq: o.seq, threads: o.threads };
+    const opts = { batch: o.batch, ...(o.seq !== undefined ? { seq: o.seq } : {}), dims: o.dim, threads: o.threads };
     const plans = planMemories(m, o.device ? [o.device] : ["cpu", "cuda"], opts);
     process.stdout.write(o.json ? JSON.stringify({ model: m.name, parameters: parameterCount(m), ...opts, plans }) + "\n" : formatPlans(m, plans, opts) + "\n");
   });
@@ -304,15 +315,28 @@ program
     if (o.record) process.stderr.write(`qzo bench: wrote ${recordBench(o.record, report, text).join(" and ")}\n`);
   });
 
-modelOptions(program.command("distill").description("write a teacher model's top-K next-token distributions over language-modelling data (the data of the distill loss)"))
-  .requiredOption("--data <file>", "text or JSON lines ({\"text\"}), cut into windows as qzo train does")
+modelOptions(
+  program
+    .command("distill")
+    .description("write a teacher model's top-K next-token distributions over language-modelling data, or its velocity predictions over latent data (the data of the distill loss)"),
+)
+  .requiredOption("--data <file>", "text or JSON lines ({\"text\"}), cut into windows as qzo train does; or latents (safetensors)")
   .requiredOption("--out <file>", "the distillation data file (safetensors)")
   .option("--top-k <k>", "teacher buckets per position (the rest of its mass is one more bucket)", number("int", 1, MAX_COUNT), 16)
   .option("--seq-len <t>", `tokens per window (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
   .option("--batch <b>", "windows per forward pass", number("int", 1, MAX_BATCH), 16)
   .action((o: ModelOpts & { data: string; out: string; topK: number; seqLen?: number; batch: number }) => {
-    const { bound, tok } = load(o);
+    const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
     const m = bound.module;
+    if (readsLatents(m)) {
+      const ds = loadLatents(o.data);
+      const t0 = Date.now();
+      const tensors = teacherVelocities(ds, velocityOf(m, selectBackend(bound, m.train.loss, o.device), bound.weights), BigInt(m.train.seed), o.batch);
+      writeLatents(o.out, tensors, { teacher: o.model, teacherSha256: modelSha256(o.model), source: o.data });
+      process.stderr.write(`qzo distill: ${ds.size} examples of ${m.name} in ${((Date.now() - t0) / 1000).toFixed(1)} s; wrote ${o.out} (with the noise, sigmas and the teacher's velocity as target)\n`);
+      return;
+    }
+    const tok = modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(m));
     const { ctx, seqLen } = windowLength(m, o.seqLen);
     if (o.topK > tok.vocabSize) throw new QzoError(`--top-k ${o.topK} exceeds the vocabulary of ${tok.vocabSize} tokens`, 2);
     const ds = loadDataset(o.data, tok, seqLen, ctx);
@@ -339,6 +363,31 @@ modelOptions(program.command("distill").description("write a teacher model's top
     );
   });
 
+modelOptions(program.command("sample").description("latents from a diffusion transformer: Euler steps of the flow-matching ODE from seeded noise (decoding them to pixels needs the model's VAE)"))
+  .requiredOption("--data <file>", "latents (safetensors) whose text conditioning (encoder_hidden_states, pooled_projections) and latent size (x0) to sample for")
+  .requiredOption("--out <file>", "the sampled latents (safetensors, tensor 'latents' [N, C, H, W])")
+  .option("--steps <n>", "Euler steps", number("int", 1, MAX_COUNT), 28)
+  .option("--shift <s>", "the sigma shift of SD3's scheduler (sigma = s t / (1 + (s - 1) t))", number("float", 1e-3, 1e3), 3)
+  .option("--seed <n>", "the seed of the noise", number("int", 0, 2 ** 53 - 1), 0)
+  .option("--checkpoint <file>", "use the trained scales of a scales checkpoint")
+  .option("--batch <b>", "examples per forward pass", number("int", 1, MAX_BATCH), 4)
+  .action((o: ModelOpts & { data: string; out: string; steps: number; shift: number; seed: number; checkpoint?: string; batch: number }) => {
+    const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
+    const m = bound.module;
+    if (!readsLatents(m)) throw new QzoError(`${o.model}: ${m.name} is not a diffusion model (its training loss reads no latents x0); qzo sample draws latents`, 2);
+    const ds = loadLatents(o.data);
+    const sel = selectBackend(bound, m.train.loss, o.device);
+    if (o.checkpoint) {
+      if (sel.device === "interp") throw new QzoError("--checkpoint needs the CPU or CUDA kernels (--device cpu or cuda): the interpreter samples with the model's own scales", 2);
+      if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
+      sel.backend.setValues(loadScalesCheckpoint(o.checkpoint, { trainables: sel.backend.trainables, modelSha256: modelSha256(o.model) }).values);
+    }
+    const t0 = Date.now();
+    const x = sampleLatents(ds, velocityOf(m, sel, bound.weights), { seed: BigInt(o.seed), steps: o.steps, shift: o.shift, batch: o.batch });
+    writeLatents(o.out, [{ name: "latents", dtype: "F32", shape: x.shape, data: new Uint8Array(x.data.buffer) }], { model: o.model, steps: String(o.steps), shift: String(o.shift), seed: String(o.seed) });
+    process.stderr.write(`qzo sample: ${ds.size} latents [${x.shape.slice(1).join(", ")}] in ${o.steps} steps, ${((Date.now() - t0) / 1000).toFixed(1)} s; wrote ${o.out}\n`);
+  });
+
 modelOptions(program.command("export").description("write a model with the trained scales of a checkpoint, in the input's format"))
   .requiredOption("--checkpoint <file>", "a scales checkpoint (RUN_DIR/scales.safetensors or best.safetensors)")
   .requiredOption("--out <path>", "the output file (directory for a Hugging Face model)")
@@ -348,14 +397,27 @@ modelOptions(program.command("export").description("write a model with the train
     process.stderr.write(`qzo export: wrote ${r.path} (${r.tensors} trained tensors from step ${r.step})\n`);
   });
 
-modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling or distillation data) of a model"))
-  .requiredOption("--data <file>", "text, JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"}), or qzo distill's data")
+modelOptions(program.command("eval").description("accuracy (classification data) or mean loss (language-modelling, distillation or latent data) of a model"))
+  .requiredOption("--data <file>", "text, JSON lines ({\"text\"} or {\"prompt\", \"candidates\", \"label\"}), qzo distill's data, or latents (safetensors: x0, encoder_hidden_states, pooled_projections)")
   .option("--checkpoint <file>", "use the trained scales of a scales checkpoint")
   .option("--seq-len <t>", `tokens per sequence (default ${DEFAULT_SEQ_LEN}, at most the model's context)`, number("int", 2, MAX_SEQ))
-  .option("--batch <b>", "sequences per forward pass (language modelling)", number("int", 1, MAX_BATCH), 16)
+  .option("--batch <b>", "sequences (or latent examples) per forward pass", number("int", 1, MAX_BATCH), 16)
+  .option("--loss <name>", "the spec's loss to score latent data with (default: the training loss)")
   .option("--json", "print one JSON line")
-  .action((o: ModelOpts & { data: string; checkpoint?: string; seqLen?: number; batch: number; json?: boolean }) => {
-    const { bound, tok } = load(o);
+  .action((o: ModelOpts & { data: string; checkpoint?: string; seqLen?: number; batch: number; loss?: string; json?: boolean }) => {
+    const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
+    if (readsLatents(bound.module)) {
+      const r = evaluateLatents(bound, o.data, (loss) => selectBackend(bound, loss, o.device), {
+        ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
+        ...(o.loss ? { loss: o.loss } : {}),
+        batch: o.batch,
+        modelSha: () => modelSha256(o.model),
+      });
+      process.stdout.write(o.json ? JSON.stringify({ loss: r.loss, lossName: r.lossName, examples: r.examples }) + "\n" : `examples ${r.examples}  ${r.lossName} loss ${r.loss.toFixed(6)}\n`);
+      return;
+    }
+    if (o.loss) throw new QzoError(`--loss: ${o.model} is scored with the loss its data calls for; --loss chooses among the losses of latent data`, 2);
+    const tok = modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(bound.module));
     const r = evaluateData(bound, tok, o.data, (loss) => selectBackend(bound, loss, o.device), {
       ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
       ...(o.seqLen !== undefined ? { seqLen: o.seqLen } : {}),

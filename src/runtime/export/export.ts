@@ -99,6 +99,15 @@ interface Located {
 function locate(bound: BoundModel, p: ParamIR, layer: number | undefined, s: StoredWeight, env: Record<string, number>): Located {
   const ckpt = bound.checkpoint;
   const sources = p.sources[ckpt.family] ?? [];
+  // A tensors layout: s.tensor is prefix + the layout's first storage tensor (bitsandbytes names its
+  // codes after the parameter itself: X.weight, X.weight.absmax).
+  if (s.kind === "quant" && s.packed.format.layout.kind === "tensors") {
+    const first = s.packed.format.layout.fields[0]!.tensor;
+    const prefix = s.tensor.slice(0, s.tensor.length - first.length);
+    const src = sources.find((x) => tensorName(x, layer).replace(/[^.]*$/, "") === prefix);
+    const info = ckpt.tensors.get(s.tensor);
+    if (src && info) return { src, info, offset: info.byteOffset, length: info.byteLength, prefix };
+  }
   const direct = sources.find((src) => tensorName(src, layer) === s.tensor);
   if (direct) {
     const info = ckpt.tensors.get(s.tensor)!;
@@ -106,14 +115,6 @@ function locate(bound: BoundModel, p: ParamIR, layer: number | undefined, s: Sto
     const idx = evalIntExpr(direct.index, { ...env, [p.array?.var ?? "l"]: layer ?? 0 });
     const per = info.byteLength / info.shape[0]!;
     return { src: direct, info, offset: info.byteOffset + idx * per, length: per };
-  }
-  // A tensors layout: s.tensor is prefix + the layout's first storage tensor.
-  if (s.kind === "quant" && s.packed.format.layout.kind === "tensors") {
-    const first = s.packed.format.layout.fields[0]!.tensor;
-    const prefix = s.tensor.slice(0, s.tensor.length - first.length);
-    const src = sources.find((x) => tensorName(x, layer).replace(/[^.]*$/, "") === prefix);
-    const info = ckpt.tensors.get(s.tensor);
-    if (src && info) return { src, info, offset: info.byteOffset, length: info.byteLength, prefix };
   }
   throw new QzoError(`${ckpt.path}: cannot find where '${s.tensor}' (parameter '${p.name}') is stored`);
 }

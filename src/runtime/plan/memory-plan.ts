@@ -18,7 +18,8 @@
  */
 import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { configInts, evalConcrete, paramLayers, paramShape } from "../../compiler/ir/queries.js";
-import { compileArtifact } from "../../compiler/pipeline.js";
+import { compileArtifact, type Artifact } from "../../compiler/pipeline.js";
+import { kernelsOf } from "../../compiler/kernels/kernel-ir.js";
 import type { Manifest } from "../../compiler/abi.js";
 import { QzoError } from "../../util/errors.js";
 
@@ -41,7 +42,10 @@ export interface MemoryPlan {
 
 export interface PlanOptions {
   batch: number;
-  seq: number;
+  /** Tokens per sequence: the second dimension of a language model's inputs. */
+  seq?: number;
+  /** Other dimensions of the graph's inputs by name (a diffusion transformer's h, w and text length L). */
+  dims?: Record<string, number>;
   /** CPU threads (scratch per thread); default 1. */
   threads?: number;
 }
@@ -76,23 +80,57 @@ function weightTerms(man: Omit<Manifest, "target">, mode: MemoryPlan["mode"]): P
   return terms.filter((t) => t.bytes > 0);
 }
 
-function graphTerms(m: ModuleIR, man: Omit<Manifest, "target">, graph: string, o: PlanOptions): { terms: PlanTerm[]; rows: number } {
+/** The values of a graph's dimensions: batch, the sequence (a language model's [batch, seq] input) and the named ones. */
+function graphDims(m: ModuleIR, man: Omit<Manifest, "target">, graph: string, o: PlanOptions): Map<string, number> {
   const g = man.graphs.find((x) => x.name === graph);
   if (!g) throw new QzoError(`${m.source}: no graph '${graph}' to plan (graphs: ${man.graphs.map((x) => x.name).join(", ")})`);
   const env = configInts(m);
   const first = g.inputs[0];
-  if (!first || first.shape.length < 2) throw new QzoError(`${m.source}: graph '${graph}' takes no [batch, sequence] input to plan for`);
-  const [bName, tName] = first.shape as [string, string];
-  env.set(bName, o.batch);
-  env.set(tName, o.seq);
-  for (const d of g.dims) if (!env.has(d)) throw new QzoError(`${m.source}: graph '${graph}' has a dimension '${d}' besides batch and sequence; plan a graph with inputs [${bName}, ${tName}]`);
-  const elems = (shape: string[]) => shape.reduce((a, d) => a * evalConcrete(d, env), 1);
-  const inputs = g.inputs.reduce((a, i) => a + 4 * elems(i.shape), 0);
+  if (!first || first.shape.length < 1) throw new QzoError(`${m.source}: graph '${graph}' takes no batched input to plan for`);
+  env.set(first.shape[0]!, o.batch);
+  const second = first.shape[1];
+  if (o.seq !== undefined && second !== undefined && g.dims.includes(second)) env.set(second, o.seq);
+  for (const [k, v] of Object.entries(o.dims ?? {})) {
+    if (!g.dims.includes(k)) throw new QzoError(`--dim ${k}: graph '${graph}' has no dimension '${k}' (its dimensions: ${g.dims.join(", ")})`, 2);
+    env.set(k, v);
+  }
+  const missing = g.dims.filter((d) => !env.has(d));
+  if (missing.length) {
+    const seqHint = second !== undefined && missing.includes(second) ? `--seq for ${second}, ` : "";
+    throw new QzoError(`graph '${graph}' of ${m.source} needs its dimension${missing.length > 1 ? "s" : ""} ${missing.join(", ")}: give ${seqHint}--dim NAME=VALUE`, 2);
+  }
+  return env;
+}
+
+/**
+ * The largest matmul's rows (its input's leading dimensions) and the longest attention key sequence
+ * of a graph's kernels, at the planned dimensions.
+ */
+function kernelExtents(a: Artifact, graph: string, env: Map<string, number>): { rows: number; keys: number } {
+  const p = a.programs.find((x) => x.graph === graph)!;
+  const size = (b: number) => p.buffers[b]!.shape;
+  const lead = (shape: string[]) => shape.slice(0, -1).reduce((acc, d) => acc * evalConcrete(d, env), 1);
+  let rows = 0;
+  let keys = 0;
+  for (const k of kernelsOf(p.steps)) {
+    if (k.op === "matmul" || k.op === "matmul_glu" || k.op === "matmul_ce" || k.op === "matmul_distill_ce") rows = Math.max(rows, lead(size(k.x.buffer)));
+    if (k.op === "attention") keys = Math.max(keys, evalConcrete(size(k.k.buffer)[1]!, env));
+  }
+  return { rows, keys };
+}
+
+function graphTerms(m: ModuleIR, a: Artifact, graph: string, o: PlanOptions): { terms: PlanTerm[]; rows: number; keys: number } {
+  const man = a.manifest;
+  const g = man.graphs.find((x) => x.name === graph)!;
+  const env = graphDims(m, man, graph, o);
+  const elems = (shape: string[]) => shape.reduce((acc, d) => acc * evalConcrete(d, env), 1);
+  const inputs = g.inputs.reduce((acc, i) => acc + 4 * elems(i.shape), 0);
   const output = 4 * elems(g.output.shape);
+  const at = g.dims.map((d) => `${d}=${env.get(d)}`).join(", ");
   return {
-    rows: o.batch * o.seq,
+    ...kernelExtents(a, graph, env),
     terms: [
-      { name: `inputs of '${graph}'`, bytes: inputs, why: `${g.inputs.map((i) => `${i.name} [${i.shape.join(", ")}]`).join(", ")} at ${bName}=${o.batch}, ${tName}=${o.seq}, 4 bytes each` },
+      { name: `inputs of '${graph}'`, bytes: inputs, why: `${g.inputs.map((i) => `${i.name} [${i.shape.join(", ")}]`).join(", ")} at ${at}, 4 bytes each` },
       { name: `planned temporaries of '${graph}'`, bytes: evalConcrete(g.peakBytes, env), why: `the plan-buffers pass's peak of live intermediate buffers: ${g.peakBytes}` },
       { name: `output of '${graph}'`, bytes: output, why: `[${g.output.shape.join(", ")}] fp32` },
     ],
@@ -105,22 +143,21 @@ function matrices(m: ModuleIR): [number, number][] {
   return m.params.filter((p) => p.type.shape.length === 2).map((p) => paramShape(m, p, ints) as [number, number]);
 }
 
-function cpuScratch(m: ModuleIR, o: PlanOptions): PlanTerm {
+function cpuScratch(m: ModuleIR, o: PlanOptions, rows: number, keys: number): PlanTerm {
   const vocab = configInts(m).get("vocab") ?? 0;
-  const rows = o.batch * o.seq;
   // kernels.njk: a matmul task dequantizes at most 32768 weights (fp32, and fp64 for the dot
   // products); the fused lm head keeps TILE x V logits in fp64, TILE = max(64, 2^20 / V / 4 * 4) rows.
   const tile = vocab > 0 ? Math.min(rows, Math.max(64, Math.floor(2 ** 20 / vocab / 4) * 4)) : 0;
   // The attention kernel keeps one query's scores and its head's keys and values in fp64.
   const ints = configInts(m);
   const headDim = ints.get("head_dim") ?? 0;
-  const attention = (1 + 2 * headDim) * o.seq * 8;
+  const attention = (1 + 2 * headDim) * keys * 8;
   const perThread = 32768 * 12 + tile * vocab * 8 + attention;
   const threads = o.threads ?? 1;
   return {
     name: `CPU kernel scratch (${threads} thread${threads === 1 ? "" : "s"})`,
     bytes: threads * perThread,
-    why: `per thread: a dequantized weight tile (32768 weights, fp32 + fp64), the lm head's ${tile} x ${vocab} fp64 logit tile, attention's fp64 scores, keys and values of one head (${o.seq} x ${2 * headDim + 1})`,
+    why: `per thread: a dequantized weight tile (32768 weights, fp32 + fp64), the lm head's ${tile} x ${vocab} fp64 logit tile, attention's fp64 scores, keys and values of one head (${keys} x ${2 * headDim + 1})`,
   };
 }
 
@@ -142,25 +179,27 @@ function graphOf(m: ModuleIR, mode: MemoryPlan["mode"]): string {
 
 /** The plan of one mode on one device. */
 export function planMemory(m: ModuleIR, device: PlanDevice, mode: MemoryPlan["mode"], o: PlanOptions): MemoryPlan {
-  return planFrom(m, compileArtifact(m, { graphs: [graphOf(m, mode)] }).manifest, device, mode, o);
+  return planFrom(m, compileArtifact(m, { graphs: [graphOf(m, mode)] }), device, mode, o);
 }
 
 /** Both modes on each device, the spec compiled once. */
 export function planMemories(m: ModuleIR, devices: readonly PlanDevice[], o: PlanOptions): MemoryPlan[] {
   const modes = ["qzo step", "inference"] as const;
-  const man = compileArtifact(m, { graphs: [...new Set(modes.map((mode) => graphOf(m, mode)))] }).manifest;
-  return devices.flatMap((d) => modes.map((mode) => planFrom(m, man, d, mode, o)));
+  const a = compileArtifact(m, { graphs: [...new Set(modes.map((mode) => graphOf(m, mode)))] });
+  return devices.flatMap((d) => modes.map((mode) => planFrom(m, a, d, mode, o)));
 }
 
-function planFrom(m: ModuleIR, man: Omit<Manifest, "target">, device: PlanDevice, mode: MemoryPlan["mode"], o: PlanOptions): MemoryPlan {
-  if (!Number.isInteger(o.batch) || o.batch < 1 || !Number.isInteger(o.seq) || o.seq < 1) throw new QzoError(`batch and sequence length must be integers >= 1`, 2);
+function planFrom(m: ModuleIR, a: Artifact, device: PlanDevice, mode: MemoryPlan["mode"], o: PlanOptions): MemoryPlan {
+  const sizes = [o.batch, ...(o.seq !== undefined ? [o.seq] : []), ...Object.values(o.dims ?? {})];
+  if (sizes.some((v) => !Number.isInteger(v) || v < 1)) throw new QzoError(`batch, sequence length and dimensions must be integers >= 1`, 2);
+  const man = a.manifest;
   const graph = graphOf(m, mode);
-  const { terms: gterms, rows } = graphTerms(m, man, graph, o);
+  const { terms: gterms, rows, keys } = graphTerms(m, a, graph, o);
   const terms = [...weightTerms(man, mode)];
   const scales = man.trainables.reduce((a, t) => a + 4 * t.size, 0);
   if (mode === "qzo step" && device === "cuda") terms.push({ name: "perturbed scales (fp32)", bytes: scales, why: "the copy s + eps z of every trainable scale that each perturbed call writes once and the kernels read" });
   terms.push(...gterms);
-  if (device === "cpu") terms.push(cpuScratch(m, o));
+  if (device === "cpu") terms.push(cpuScratch(m, o, rows, keys));
   else terms.push(cudaWorkspace(m, rows), { name: "CUDA context (typical, not allocated by qzo)", bytes: CUDA_CONTEXT_BYTES, why: "driver state and the kernel images; depends on the driver and GPU" });
   const kept = terms.filter((t) => t.bytes > 0 || t.name.startsWith("CUDA tensor"));
   return { device, mode, graph, terms: kept, total: kept.reduce((a, t) => a + t.bytes, 0) };
@@ -180,7 +219,9 @@ export function formatBytes(n: number): string {
 
 /** The plans as text: one table per device and mode, each term with its reason. */
 export function formatPlans(m: ModuleIR, plans: MemoryPlan[], o: PlanOptions): string {
-  const lines = [`qzo plan: ${m.name} (${m.source}), ${(parameterCount(m) / 1e9).toFixed(2)}B parameters; batch ${o.batch} x ${o.seq} tokens`];
+  const shape = o.seq !== undefined ? `batch ${o.batch} x ${o.seq} tokens` : `batch ${o.batch}`;
+  const dims = Object.entries(o.dims ?? {}).map(([k, v]) => `${k}=${v}`).join(", ");
+  const lines = [`qzo plan: ${m.name} (${m.source}), ${(parameterCount(m) / 1e9).toFixed(2)}B parameters; ${shape}${dims ? `, ${dims}` : ""}`];
   for (const p of plans) {
     lines.push("", `${p.mode} on ${p.device.toUpperCase()} ('${p.graph}'): ${formatBytes(p.total)}`);
     const w = Math.max(...p.terms.map((t) => t.name.length));

@@ -21,7 +21,8 @@ import { QzoError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
 import type { Backend } from "../backends/backend.js";
 import { selectBackend, type Device } from "../backends/select.js";
-import { datasetSize, loadDataset, makeBatch, type Dataset } from "../data/dataset.js";
+import { loadDataset, makeBatch, type Dataset } from "../data/dataset.js";
+import { latentsBatch, latentsLoss, loadLatents, readsLatents, type LatentsDataset } from "../data/latents.js";
 import { exportModel } from "../export/export.js";
 import type { Forward } from "../infer/generate.js";
 import { bindModel, type BoundModel } from "../load/bind.js";
@@ -32,7 +33,10 @@ import { writeLossChart } from "../report/run-report.js";
 import type { ProgressState } from "./progress.js";
 import { RUN_FILE, openRunDir } from "./run-dir.js";
 import { CollectiveError, PeerLostError, SOLO, checkSameAsRoot, decideOnRoot, type Communicator } from "../parallel/communicator.js";
-import { BEST_FILE, SCALES_FILE, checkBatchForRanks, checkHyper, checkTrainable, datasetData, hyperJson, scoreDataset, subset, train, type DatasetScore, type TrainData, type TrainHyper } from "./trainer.js";
+import {
+  BEST_FILE, SCALES_FILE, checkBatchForRanks, checkHyper, checkTrainable, datasetData, evaluate, hyperJson, scoreDataset, subset, train,
+  type DatasetScore, type TrainData, type TrainHyper,
+} from "./trainer.js";
 
 export const DEFAULT_SEQ_LEN = 128;
 
@@ -60,12 +64,44 @@ export function evaluateData(bound: BoundModel, tok: Tokenizer, dataFile: string
   const { ctx, seqLen } = windowLength(m, o.seqLen);
   const ds = loadDataset(dataFile, tok, seqLen, ctx);
   const { backend, forward } = backendFor(ds.kind === "classify" ? "lm" : lossFor(m, ds));
-  if (!o.checkpoint) return scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch);
+  return withCheckpoint(backend, o, () => scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch));
+}
+
+/** A graph's input names, in order. */
+export function graphInputs(m: ModuleIR, graph: string): string[] {
+  const g = m.graphs.find((x) => x.name === graph);
+  if (!g) throw new QzoError(`${m.source}: no graph '${graph}'`);
+  return g.inputs.map((id) => g.values[id]!.name ?? "");
+}
+
+/**
+ * Scores latent data (a diffusion transformer's losses): the mean loss over its examples, the
+ * inputs the file lacks drawn for evaluation from the spec's seed (data/latents.ts).
+ */
+export function evaluateLatents(bound: BoundModel, dataFile: string, backendFor: BackendFor, o: { checkpoint?: string; batch: number; loss?: string; modelSha: () => string }): DatasetScore {
+  const m = bound.module;
+  const ds = loadLatents(dataFile);
+  const lossName = latentsLoss(m, ds, o.loss);
+  const inputs = graphInputs(m, lossName);
+  const seed = BigInt(trainHyperFor(m.train, lossName).seed);
+  const { backend } = backendFor(lossName);
+  const score = (): DatasetScore => ({
+    kind: "latents",
+    lossName,
+    examples: ds.size,
+    loss: evaluate(backend, { size: ds.size, batch: (idx) => latentsBatch(ds, inputs, idx, seed) }, o.batch),
+  });
+  return withCheckpoint(backend, o, score);
+}
+
+/** f() with a scales checkpoint's values in the backend (checked against the model by `modelSha`), its own restored after. */
+function withCheckpoint<T>(backend: Backend, o: { checkpoint?: string; modelSha: () => string }, f: () => T): T {
+  if (!o.checkpoint) return f();
   if (!existsSync(o.checkpoint)) throw new QzoError(`${o.checkpoint}: no such file`);
   const own = backend.values().map((v) => Float32Array.from(v));
   backend.setValues(loadScalesCheckpoint(o.checkpoint, { trainables: backend.trainables, modelSha256: o.modelSha() }).values);
   try {
-    return scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch);
+    return f();
   } finally {
     backend.setValues(own);
   }
@@ -183,12 +219,23 @@ function hyperFor(m: ModuleIR, lossName: string, prev: Record<string, unknown> |
 
 /** The training and held-out data: the eval file, or the last tenth of the data. */
 function splitData(o: TrainRunOptions, ds: Dataset, load: (file: string) => Dataset): { train: TrainData; eval?: TrainData; what: string } {
-  const n = datasetSize(ds);
-  const all = datasetData(ds);
-  if (o.eval) {
-    const es = load(o.eval);
+  return heldOut(o, datasetData(ds), () => {
+    const es = load(o.eval!);
     if (es.kind !== ds.kind) throw new QzoError(`${o.eval}: ${es.kind} data, but ${o.data} is ${ds.kind} data`);
-    const ev = datasetData(es);
+    return datasetData(es);
+  });
+}
+
+/** Latent data (diffusion losses) split like splitData, its drawn inputs from the run's seed. */
+function splitLatents(o: TrainRunOptions, ds: LatentsDataset, inputs: string[], seed: bigint): { train: TrainData; eval?: TrainData; what: string } {
+  const data = (d: LatentsDataset): TrainData => ({ size: d.size, batch: (idx, step) => latentsBatch(d, inputs, idx, seed, step) });
+  return heldOut(o, data(ds), () => data(loadLatents(o.eval!)));
+}
+
+function heldOut(o: TrainRunOptions, all: TrainData, loadEval: () => TrainData): { train: TrainData; eval?: TrainData; what: string } {
+  const n = all.size;
+  if (o.eval) {
+    const ev = loadEval();
     return { train: all, eval: ev, what: `${o.eval} (${ev.size} examples)` };
   }
   if (n < 2) return { train: all, what: "none (one example)" };
@@ -260,7 +307,9 @@ async function trainIn(o: TrainRunOptions & { log(line: string): void }, comm: C
   const runJsonPath = join(runDir, RUN_FILE);
   const bound = bindModel(o.model, { ...(o.spec ? { spec: o.spec } : {}), set: o.set });
   const m = bound.module;
-  const tok = modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(m));
+  // Diffusion transformers train on latent files and have no tokenizer.
+  const latents = readsLatents(m) ? loadLatents(o.data) : undefined;
+  const tok = latents ? undefined : modelTokenizer(bound.checkpoint, o.tokenizer, vocabOf(m));
   const sha = modelSha256(o.model);
   const dataSha256: Record<string, string> = { data: fileSha256(o.data), ...(o.eval ? { eval: fileSha256(o.eval) } : {}) };
   if (comm.size > 1) await checkSameAsRoot(comm, rankIdentity(o, m, sha, dataSha256), wait);
@@ -272,18 +321,18 @@ async function trainIn(o: TrainRunOptions & { log(line: string): void }, comm: C
     return windowLength(m, o.seqLen ?? (typeof prevSeqLen === "number" ? prevSeqLen : undefined)).seqLen;
   }, wait);
   const { ctx, seqLen } = windowLength(m, chosenSeqLen);
-  const load = (file: string) => loadDataset(file, tok, seqLen, ctx);
-  const ds = load(o.data);
+  const load = (file: string) => loadDataset(file, tok!, seqLen, ctx);
+  const ds = latents ?? load(o.data);
   if (ds.kind === "distill" && o.seqLen !== undefined && o.seqLen !== ds.seqLen) {
     throw new CollectiveError(`--seq-len ${o.seqLen}: ${o.data} holds windows of ${ds.seqLen} tokens (made by qzo distill)`, 2);
   }
-  const data = splitData(o, ds, load);
-  const lossName = lossFor(m, ds);
+  const lossName = ds.kind === "latents" ? latentsLoss(m, ds) : lossFor(m, ds);
   const hyper = await decideOnRoot(comm, () => {
     checkResumeChanges(o, prevRun, dataSha256);
     return hyperJson(hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags));
   }, wait);
   const hp = { ...hyper, seed: BigInt(String(hyper["seed"])) } as TrainHyper;
+  const data = ds.kind === "latents" ? splitLatents(o, ds, graphInputs(m, lossName), hp.seed) : splitData(o, ds, load);
   checkBatchForRanks(hp.batch, comm);
   const { backend, device } = selectBackend(bound, lossName, o.device, { train: true });
   checkTrainable(backend, o.model);
@@ -298,7 +347,7 @@ async function trainIn(o: TrainRunOptions & { log(line: string): void }, comm: C
     dataSha256,
     ...(o.references && Object.keys(o.references).length ? { references: o.references } : {}),
     heldOut: o.eval ? null : data.eval ? data.eval.size : 0,
-    seqLen: ds.kind === "distill" ? ds.seqLen : seqLen,
+    seqLen: ds.kind === "distill" ? ds.seqLen : ds.kind === "latents" ? null : seqLen,
     loss: lossName,
     backend: backend.name,
     trainables: backend.trainables.length,

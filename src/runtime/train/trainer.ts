@@ -52,10 +52,14 @@ import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
 import { Progress, type ProgressState } from "./progress.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
 
-/** Training examples addressed by index. */
+/**
+ * Training examples addressed by index. `step` is given for a training step's batch (data that
+ * draws part of its inputs, such as a diffusion loss's noise, draws them for that step) and left out
+ * for evaluations.
+ */
 export interface TrainData {
   readonly size: number;
-  batch(indices: number[]): Batch;
+  batch(indices: number[], step?: number): Batch;
 }
 
 /** Which examples step `step` trains on (default: dataset.ts's batchOrder). */
@@ -214,7 +218,7 @@ export function batchWeight(b: Batch): number {
     for (let r = 0; r < B; r++) for (let t = 1; t < T; t++) n += mask.data[r * T + t]!;
     return n;
   }
-  return b["tokens"]?.shape[0] ?? 1;
+  return (b["tokens"] ?? Object.values(b)[0])?.shape[0] ?? 1;
 }
 
 /**
@@ -246,11 +250,13 @@ function evaluationSums(backend: Pick<Backend, "loss">, data: TrainData, batch: 
 /** Examples [from, to) of a data set, as their own TrainData. */
 export function subset(data: TrainData, from: number, to: number): TrainData {
   if (!(0 <= from && from <= to && to <= data.size)) throw new Error(`internal: subset ${from}..${to} of ${data.size}`);
-  return { size: to - from, batch: (indices) => data.batch(indices.map((i) => i + from)) };
+  return { size: to - from, batch: (indices, step) => data.batch(indices.map((i) => i + from), step) };
 }
 
 export interface DatasetScore {
-  kind: Dataset["kind"];
+  kind: Dataset["kind"] | "latents";
+  /** latents: the loss graph that scored them. */
+  lossName?: string;
   examples: number;
   /** Mean loss: per predicted token (lm; distill: the distillation cross-entropy), per example (classify: cross-entropy over candidate scores). */
   loss: number;
@@ -463,7 +469,15 @@ async function shareValues(comm: Communicator, backend: Backend, wait: WaitOptio
 }
 
 /** A step's L+ and L- for every direction on the whole batch, and whether any rank asked to stop. */
-async function stepLosses(o: TrainOptions, comm: Communicator, indices: number[], perts: Omit<PerturbSpec, "sign">[], stopAsked: boolean, wait: WaitOptions): Promise<{ lp: number[]; lm: number[]; stop: boolean }> {
+async function stepLosses(
+  o: TrainOptions,
+  comm: Communicator,
+  step: number,
+  indices: number[],
+  perts: Omit<PerturbSpec, "sign">[],
+  stopAsked: boolean,
+  wait: WaitOptions,
+): Promise<{ lp: number[]; lm: number[]; stop: boolean }> {
   const K = perts.length;
   const local = (b: Batch, w: number) => {
     const out = new Float64Array(2 * K + 2);
@@ -474,11 +488,11 @@ async function stepLosses(o: TrainOptions, comm: Communicator, indices: number[]
     return out;
   };
   if (comm.size === 1) {
-    const r = local(o.train.batch(indices), 1);
+    const r = local(o.train.batch(indices, step), 1);
     return { lp: [...r.subarray(0, K)], lm: [...r.subarray(K, 2 * K)], stop: false };
   }
   const { lo, hi } = shardRange(indices.length, comm.rank, comm.size);
-  const b = o.train.batch(indices.slice(lo, hi));
+  const b = o.train.batch(indices.slice(lo, hi), step);
   const w = batchWeight(b);
   const mine = local(b, w);
   mine[2 * K] = w;
@@ -581,7 +595,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const lr = learningRate(schedule, s);
       const seeds = Array.from({ length: K }, (_, k) => stepSeedPair(hp.seed, s * K + k));
       const perts = seeds.map((seed) => ({ seedLo: seed.lo, seedHi: seed.hi, eps: hp.eps, epsMode: hp.epsMode, dist: hp.z }));
-      const { lp, lm, stop } = await stepLosses(o, comm, order(o.train.size, hp.batch, hp.seed, s), perts, comm.size > 1 && o.shouldStop?.() === true, wait);
+      const { lp, lm, stop } = await stepLosses(o, comm, s, order(o.train.size, hp.batch, hp.seed, s), perts, comm.size > 1 && o.shouldStop?.() === true, wait);
       stopReduced = stop;
       const dRaw: (number | null)[] = [];
       const dClip: (number | null)[] = [];
