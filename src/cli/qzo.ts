@@ -35,6 +35,7 @@ import { modelTokenizer } from "../runtime/load/tokenizer.js";
 import { QzoError } from "../util/errors.js";
 import { collectSet, runCli } from "./run-cli.js";
 import { quantizeToAqlm } from "../runtime/quant/aqlm-hf.js";
+import { quantizeToBnbNf4 } from "../runtime/quant/nf4-bnb.js";
 import { formatPlans, parameterCount, planMemories, type PlanDevice } from "../runtime/plan/memory-plan.js";
 import { compileModule } from "../compiler/check.js";
 import { CollectiveError } from "../runtime/parallel/communicator.js";
@@ -263,14 +264,23 @@ program
 
 program
   .command("quantize")
-  .description("quantize a float model into AQLM's 2x8 additive codebooks, written in the layout of AQLM's Hugging Face checkpoints")
-  .requiredOption("--model <path>", "a float model: a Hugging Face directory, a .gguf file or a llama2.c .bin")
-  .option("--spec <file>", "the .qzo spec of a model file (default: models/<architecture>.qzo)")
+  .description(
+    "quantize a float model: into AQLM's 2x8 additive codebooks (the layout of AQLM's Hugging Face checkpoints), or into bitsandbytes NF4 (the layout diffusers and transformers save)",
+  )
+  .requiredOption("--model <path>", "a float model: a Hugging Face or diffusers directory (aqlm_2x8 also: a .gguf file or a llama2.c .bin)")
+  .option("--spec <file>", "the .qzo spec (default: models/<architecture>.qzo)")
+  .option("--set <key=value>", "nf4: override a config entry, e.g. outer=nf4 to quantize every linear of models/sd3.qzo (repeatable)", collectSet, {})
   .requiredOption("--out <dir>", "the new model directory (must not exist or be empty)")
-  .addOption(new Option("--format <name>", "the quantization format").choices(["aqlm_2x8"]).default("aqlm_2x8"))
+  .addOption(new Option("--format <name>", "the quantization format (nf4: the weights of the spec's format entries that are nf4)").choices(["aqlm_2x8", "nf4"]).default("aqlm_2x8"))
   .option("--seed <n>", "the quantizer's seed", number("int", 0), 0)
   .option("--rounds <n>", "alternating refinement rounds (codes, then codebooks)", number("int", 0, 1000))
-  .action((o: { model: string; out: string; spec?: string; seed: number; rounds?: number }) => {
+  .action((o: { model: string; out: string; spec?: string; set: Record<string, string>; format: string; seed: number; rounds?: number }) => {
+    if (o.format === "nf4") {
+      const r = quantizeToBnbNf4(o.model, o.out, { ...(o.spec ? { spec: o.spec } : {}), set: o.set, log: (line) => process.stderr.write(line + "\n") });
+      process.stderr.write(`qzo quantize: ${r.quantized.length} linear weights in bitsandbytes nf4, ${r.kept.length} kept as stored; wrote ${o.out}\n`);
+      return;
+    }
+    if (Object.keys(o.set).length) throw new QzoError("--set: aqlm_2x8 quantizes every decoder-layer linear; --set chooses the nf4 weights", 2);
     const r = quantizeToAqlm(o.model, o.out, { seed: o.seed, ...(o.spec ? { spec: o.spec } : {}), ...(o.rounds !== undefined ? { rounds: o.rounds } : {}), log: (line) => process.stderr.write(line + "\n") });
     process.stderr.write(`qzo quantize: ${r.quantized.length} linear weights in aqlm_2x8 (relative error ${r.relativeError.toExponential(3)}), ${r.kept.length} kept as stored; wrote ${o.out}\n`);
   });

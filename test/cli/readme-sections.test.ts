@@ -1,7 +1,8 @@
 /**
  * The commands of README.md's sections beyond the Quick start run as written, from the repository
- * root: "2-bit models (AQLM)" (quantize, train, plan) and "Training on several processes" (its
- * mpirun command, where Open MPI is installed, as .ci/run does). A file of its own so that it runs
+ * root: "2-bit models (AQLM)" (quantize, train, plan), "Diffusion transformers (SD3, NF4)"
+ * (quantize, distill, eval, train, sample, plan; training lowers the held-out loss) and "Training on
+ * several processes" (its mpirun command, where Open MPI is installed, as .ci/run does). A file of its own so that it runs
  * beside readme.test.ts.
  */
 import { existsSync, rmSync } from "node:fs";
@@ -32,6 +33,25 @@ describe("README.md", () => {
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   }, 300_000);
+
+  it("Diffusion transformers (SD3, NF4): every command runs as written, and training lowers the held-out loss", async () => {
+    const cmds = commandLines("Diffusion transformers (SD3, NF4)", /^npx /);
+    expect(cmds).toHaveLength(8);
+    const outs = cmds.flatMap((c) => [...c.matchAll(/--out (runs\/\S+)/g)].map((x) => join(root, x[1]!)));
+    for (const d of outs) rmSync(d, { recursive: true, force: true });
+    const losses: number[] = [];
+    try {
+      for (const cmd of cmds) {
+        const r = await execa("bash", ["-c", cmd], { cwd: root, reject: false });
+        expect(r.exitCode, `${cmd}\n${r.stderr.slice(-2000)}`).toBe(0);
+        if (/ eval .*--json/.test(cmd)) losses.push((JSON.parse(r.stdout) as { loss: number }).loss);
+      }
+      expect(losses).toHaveLength(2);
+      expect(losses[1]!).toBeLessThan(0.9 * losses[0]!);
+    } finally {
+      for (const d of outs) rmSync(d, { recursive: true, force: true });
+    }
+  }, 600_000);
 
   // Open MPI's own settings, not the command's: as root it asks for consent, and a one-core machine has one slot.
   it.runIf(haveMpirun || process.env["QZO_REQUIRE_MPI"] === "1")("Training on several processes: the mpirun command runs as written", async () => {

@@ -6,7 +6,8 @@
  * `qzo eval --json`, and the DDPM schedule. Then, at another size (3 blocks, odd widths,
  * non-square latents, NF4 blocks that span rows and a short last block), the CPU kernels against
  * the interpreter, perturbed and updated; QZO distillation toward the F32 model lowers the NF4
- * model's held-out loss and exports bitsandbytes' layout with only absmax changed; the sampler
+ * model's held-out loss and exports bitsandbytes' layout with only absmax changed; `qzo quantize
+ * --format nf4` reproduces the fixture's NF4 files byte for byte (bitsandbytes made them); the sampler
  * takes Euler steps of the flow ODE; bad latent files fail in one line.
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -163,6 +164,25 @@ describe.skipIf(!haveFixture)("the mmdit-tiny fixture", () => {
     expect(changed).toBeGreaterThan(20);
     expect(readFileSync(join(d, "run", "model", "config.json"), "utf8")).toBe(readFileSync(join(FX, "nf4", "config.json"), "utf8"));
   }, 300_000);
+
+  it("qzo quantize --format nf4 writes what bitsandbytes writes: both NF4 copies of the fixture byte for byte (blocks only; --set outer=nf4: every linear)", async () => {
+    const d = tmp();
+    for (const [variant, extra] of [["nf4", []], ["nf4-all", ["--set", "outer=nf4"]]] as const) {
+      const r = await qzo("quantize", "--model", FX, "--format", "nf4", ...extra, "--out", join(d, variant));
+      expect(r.exitCode, r.stderr).toBe(0);
+      const want = readSafetensors(join(FX, variant, "diffusion_pytorch_model.safetensors"));
+      const got = readSafetensors(join(d, variant, "diffusion_pytorch_model.safetensors"));
+      expect([...got.tensors.keys()].sort()).toEqual([...want.tensors.keys()].sort());
+      for (const [name, info] of want.tensors) {
+        const g = got.tensors.get(name)!;
+        expect([g.dtype, g.shape], name).toEqual([info.dtype, info.shape]);
+        expect(Buffer.from(got.readTensorBytes(name)).equals(Buffer.from(want.readTensorBytes(name))), name).toBe(true);
+      }
+      const cfg = JSON.parse(readFileSync(join(d, variant, "config.json"), "utf8")) as { quantization_config: { quant_method: string; llm_int8_skip_modules: string[] } };
+      expect(cfg.quantization_config.quant_method).toBe("bitsandbytes");
+      expect(cfg.quantization_config.llm_int8_skip_modules.length).toBe(variant === "nf4" ? 7 : 0);
+    }
+  }, 120_000);
 
   it("qzo sample takes Euler steps of the flow ODE from the seeded noise", async () => {
     const d = tmp();

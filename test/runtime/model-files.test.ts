@@ -888,7 +888,7 @@ describe("safetensors and Hugging Face directories", () => {
     );
     fs.rmSync(path.join(dir, "model.safetensors.index.json"));
     expect(errorOf(() => readHfModel(dir))).toBe(
-      `${path.join(dir, "model.safetensors")}: file not found: expected model.safetensors or model.safetensors.index.json in ${dir}`,
+      `${path.join(dir, "model.safetensors")}: file not found: expected model.safetensors, diffusion_pytorch_model.safetensors or their .index.json in ${dir}`,
     );
     fs.rmSync(path.join(dir, "config.json"));
     expect(errorOf(() => readHfModel(dir))).toBe(`${path.join(dir, "config.json")}: file not found (every Hugging Face model directory has one)`);
