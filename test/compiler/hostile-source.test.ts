@@ -132,7 +132,9 @@ describe("numbers that cannot be compiled are refused where they come from", () 
     expect(headlines(llama, { norm_eps: -1e-5 }).join("\n")).toMatch(/attribute 'eps' of 'rmsnorm' is -0\.00001; it must be at least 0/);
     expect(headlines(llama, { dim: 2 ** 60 }).join("\n")).toMatch(/config entry 'dim' is \d+ \(from \d+\); an int must lie between -2\^53 and 2\^53/);
     expect(headlines(llama, { dim: -64, n_heads: 1, n_kv_heads: 1 }).join("\n")).toMatch(/dimension dim of parameter '\w+' is -64; a dimension must be positive/);
-    expect(headlines(llama, { n_layers: 0 }).join("\n")).toMatch(/the layers 0\.\.0 of 'l' are 0; parameter arrays have 1 to 4096 layers from 0 on/);
+    expect(headlines(llama, { n_layers: -1 }).join("\n")).toMatch(/the layers 0\.\.-1 of 'l' are -1; parameter arrays have 0 to 4096 layers from 0 on/);
+    // No layers is a model too (a spec's per-layer arrays may cover all but the last block).
+    expect(headlines(llama, { n_layers: 0 })).toEqual([]);
     expect(headlines(llama, { n_layers: 1e9 }).join("\n")).toMatch(/the layers 0\.\.1000000000 of 'l' are 1000000000/);
 
     const dir = mkdtempSync(join(tmpdir(), "qzo-num-"));

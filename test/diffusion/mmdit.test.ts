@@ -217,10 +217,14 @@ describe.skipIf(!haveFixture)("the mmdit-tiny fixture", () => {
   }, 120_000);
 });
 
-describe("models/sd3.qzo at another size (3 blocks, 3 heads of 8, 6 channels, patch 2, non-square 12 x 20 latents)", () => {
-  const over = { n_layers: 3, n_heads: 3, head_dim: 8, joint_dim: 10, pooled_dim: 12, pos_max: 12, in_channels: 6, weight: "nf4", outer: "nf4" };
+describe("models/sd3.qzo at other sizes", () => {
+  const sizes = [
+    { name: "3 blocks, 3 heads of 8, 6 channels, non-square 12 x 20 latents", n_layers: 3, n_heads: 3, head_dim: 8, pos_max: 12 },
+    { name: "1 block (only the last block's kind), 2 heads of 4", n_layers: 1, n_heads: 2, head_dim: 4, pos_max: 10 },
+  ];
 
-  it("the CPU kernels agree with the interpreter (forward, flow and DDPM losses, perturbed) and give the interpreter's update", () => {
+  it.each(sizes)("$name: the CPU kernels agree with the interpreter (flow and DDPM losses, perturbed) and give the interpreter's update", (size) => {
+    const over = { n_layers: size.n_layers, n_heads: size.n_heads, head_dim: size.head_dim, joint_dim: 10, pooled_dim: 12, pos_max: size.pos_max, in_channels: 6, weight: "nf4", outer: "nf4" };
     const r = checkFile(join(root, "models/sd3.qzo"), over);
     expect(r.diagnostics.map((x) => x.message)).toEqual([]);
     const m = r.modules[0]!;

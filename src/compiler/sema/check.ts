@@ -266,8 +266,8 @@ export class ModelChecker {
     const from = attempt(() => evalSym(loop.from, this.configScope(loop.from), this.diags, "a loop bound"));
     const to = attempt(() => evalSym(loop.to, this.configScope(loop.to), this.diags, "a loop bound"));
     const [lo, hi] = [from && this.concrete(from), to && this.concrete(to)];
-    if (lo !== undefined && hi !== undefined && (lo < 0 || hi - lo < 1 || hi - lo > MAX_LAYERS)) {
-      this.diags.error(loop.to.span, `the layers ${lo}..${hi} of '${loop.var.name}' are ${hi - lo}; parameter arrays have 1 to ${MAX_LAYERS} layers from 0 on`);
+    if (lo !== undefined && hi !== undefined && (lo < 0 || hi - lo < 0 || hi - lo > MAX_LAYERS)) {
+      this.diags.error(loop.to.span, `the layers ${lo}..${hi} of '${loop.var.name}' are ${hi - lo}; parameter arrays have 0 to ${MAX_LAYERS} layers from 0 on`);
       for (const p of loop.params) this.failedParams.add(p.name.name);
       return;
     }

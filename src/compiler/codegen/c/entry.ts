@@ -51,7 +51,7 @@ export interface EntryContext {
   lastDim(shape: string[]): string;
   /** The index of a parameter part among the weight slots, as C (layer index expressions included). */
   slotIndex(kp: KParam, part: WeightSlot["part"]): string | undefined;
-  /** A parameter part's pointer as `const TYPE*`, or nullptr when the parameter has no such part. */
+  /** A parameter part's pointer as `const TYPE*`, a null one when the parameter has no such part (or no layers). */
   slotPtr(kp: KParam, part: WeightSlot["part"], type: string): string;
   /** A float parameter (norm weight, bias) or a computed vector, as a pointer expression. */
   vector(a: KOperand | undefined, what: string): string;
@@ -99,7 +99,8 @@ export function entryContext(a: Artifact, p: KProgram, target: CTarget): EntryCo
     },
     slotPtr: (kp, part, type) => {
       const i = ctx.slotIndex(kp, part);
-      return i === undefined ? "nullptr" : `((const ${type}*)${target.slotRef(i)})`;
+      // No slot: the parameter has no such part, or no layers at all (a loop of zero iterations reads it).
+      return i === undefined ? `((const ${type}*)nullptr)` : `((const ${type}*)${target.slotRef(i)})`;
     },
     vector: (o, what) => {
       if (o && "param" in o) {
