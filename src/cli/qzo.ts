@@ -157,6 +157,8 @@ interface TrainCliOpts extends ModelOpts {
   batch?: number;
   directions?: number;
   z?: "gaussian" | "rademacher";
+  momentum?: number;
+  stepSize?: "constant" | "rms";
   scaleFloor?: number;
   schedule?: "constant" | "linear" | "cosine";
   warmup?: number;
@@ -190,6 +192,8 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--batch <b>", "examples per step", number("int", 1, MAX_BATCH))
   .option("--directions <k>", "random directions per step (update averaged over them)", number("int", 1, MAX_DIRECTIONS))
   .option("--z <dist>", "direction distribution: gaussian or rademacher", choice("gaussian", "rademacher"))
+  .option("--momentum <b>", "heavy-ball momentum of the step estimates, kept as the last steps' seeds (0: none)", number("float", 0, 0.999))
+  .option("--step-size <kind>", "constant: lr as given; rms: lr divided by a running rms of the projected gradient", choice("constant", "rms"))
   .option("--scale-floor <f>", "sign-preserving floor on |scale|", number("float", 0))
   .option("--schedule <kind>", "learning-rate schedule: constant, linear or cosine", choice("constant", "linear", "cosine"))
   .option("--warmup <n>", "warmup steps", number("int", 0))
@@ -223,6 +227,8 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
         clip: o.clip,
         directions: o.directions,
         z: o.z,
+        momentum: o.momentum,
+        stepSize: o.stepSize,
         scaleFloor: o.scaleFloor,
         batch: o.batch,
         steps: o.steps,

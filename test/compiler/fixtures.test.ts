@@ -129,7 +129,7 @@ describe("fixture model tiny_q5 (Llama-style, linears in q5_sym)", () => {
   it("takes every train setting and the trainable selection", () => {
     expect(m.train).toMatchObject({
       loss: "lm", eps: 1e-3, epsMode: "relative", lr: 1e-6, schedule: "cosine", warmup: 10,
-      clip: 100, directions: 1, z: "rademacher", scaleFloor: 1e-7, batch: 4, steps: 100, evalEvery: 50, seed: 7,
+      clip: 100, directions: 1, z: "rademacher", momentum: 0.5, stepSize: "rms", scaleFloor: 1e-7, batch: 4, steps: 100, evalEvery: 50, seed: 7,
     });
     // scales(linear) - scales("output"): the quantized linears of the layers only.
     expect(m.train.trainable.map((t) => `${t.param}.${t.field}`)).toEqual([

@@ -38,6 +38,8 @@ const hyper = (over: Partial<TrainHyper> = {}): TrainHyper => ({
   clip: 100,
   directions: 1,
   z: "gaussian",
+  momentum: 0,
+  stepSize: "constant",
   scaleFloor: 1e-7,
   batch: 5,
   steps: 4,

@@ -205,6 +205,10 @@ export interface TrainIR {
   clip: number;
   directions: number;
   z: "gaussian" | "rademacher";
+  /** Heavy-ball momentum of the step estimates, kept in seed space (0: none; train/step-rule.ts). */
+  momentum: number;
+  /** constant: lr as given; rms: lr divided by a running root mean square of d (train/step-rule.ts). */
+  stepSize: "constant" | "rms";
   scaleFloor: number;
   batch: number;
   steps: number;

@@ -22,6 +22,8 @@ export const TRAIN_DEFAULTS: TrainHyperIR = {
   clip: 100,
   directions: 1,
   z: "gaussian",
+  momentum: 0,
+  stepSize: "constant",
   scaleFloor: 1e-7,
   batch: 16,
   steps: 20000,
@@ -29,14 +31,15 @@ export const TRAIN_DEFAULTS: TrainHyperIR = {
   seed: 0,
 };
 
-type NumKey = "eps" | "lr" | "warmup" | "clip" | "directions" | "scaleFloor" | "batch" | "steps" | "evalEvery" | "seed";
+type NumKey = "eps" | "lr" | "warmup" | "clip" | "directions" | "momentum" | "scaleFloor" | "batch" | "steps" | "evalEvery" | "seed";
 
-const NUMERIC: Record<string, { key: NumKey; int: boolean; min: number; strict: boolean }> = {
+const NUMERIC: Record<string, { key: NumKey; int: boolean; min: number; strict: boolean; below?: number }> = {
   eps: { key: "eps", int: false, min: 0, strict: true },
   lr: { key: "lr", int: false, min: 0, strict: true },
   warmup: { key: "warmup", int: true, min: 0, strict: false },
   clip: { key: "clip", int: false, min: 0, strict: true },
   directions: { key: "directions", int: true, min: 1, strict: false },
+  momentum: { key: "momentum", int: false, min: 0, strict: false, below: 1 },
   scale_floor: { key: "scaleFloor", int: false, min: 0, strict: false },
   batch: { key: "batch", int: true, min: 1, strict: false },
   steps: { key: "steps", int: true, min: 1, strict: false },
@@ -47,7 +50,11 @@ const NUMERIC: Record<string, { key: NumKey; int: boolean; min: number; strict: 
 const ENUMS: Record<string, readonly string[]> = {
   schedule: ["constant", "linear", "cosine"],
   z: ["gaussian", "rademacher"],
+  step_size: ["constant", "rms"],
 };
+
+/** The IR field of an enum setting. */
+const ENUM_FIELD: Record<string, "schedule" | "z" | "stepSize"> = { schedule: "schedule", z: "z", step_size: "stepSize" };
 
 export const TRAIN_KEYS = ["loss", "trainable", ...Object.keys(NUMERIC), ...Object.keys(ENUMS)];
 
@@ -126,6 +133,7 @@ function settings(block: A.TrainBlock | undefined, losses: string[], out: TrainI
         const v = evalNumber(s.value, () => undefined, diags, `'${key}'`);
         if (spec.int && !Number.isInteger(v)) fail(diags, s.value, `'${key}' must be an integer, found ${v}`);
         if (spec.strict ? v <= spec.min : v < spec.min) fail(diags, s.value, `'${key}' must be ${spec.strict ? "greater than" : "at least"} ${spec.min}, found ${v}`);
+        if (spec.below !== undefined && v >= spec.below) fail(diags, s.value, `'${key}' must be below ${spec.below}, found ${v}`);
         out[spec.key] = v;
         if (key === "eps" && s.modifier) out.epsMode = s.modifier.name as "absolute" | "relative";
       } else if (ENUMS[key]) {
@@ -133,7 +141,7 @@ function settings(block: A.TrainBlock | undefined, losses: string[], out: TrainI
         if (s.value.kind !== "name" || !values.includes(s.value.name)) {
           fail(diags, s.value, `'${key}' is one of ${values.join(", ")}, found ${describeExpr(s.value)}`);
         }
-        (out as unknown as Record<string, string>)[key] = s.value.name;
+        (out as unknown as Record<string, string>)[ENUM_FIELD[key]!] = s.value.name;
       } else {
         fail(diags, s.key, `unknown training setting '${key}'`, suggest(key, TRAIN_KEYS) ?? `settings: ${TRAIN_KEYS.join(", ")}`);
       }

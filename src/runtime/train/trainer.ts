@@ -7,7 +7,9 @@
  *                     L+_k = loss(B, +eps, seed_k);  L-_k = loss(B, -eps, seed_k)   (all at the same S)
  *                     d_raw_k = (L+_k - L-_k) / (2 eps);  d_k = clamp(d_raw_k, -C, C)  (DDC)
  *   then, for k in 0..K-1 in order:  update(seed_k, d = d_k / K, lr = lr(s))
- * so the step is S <- S - lr(s) * (1/K) * sum_k d_k z_k (each term floored as it is applied). eps is
+ * so the step is S <- S - lr(s) * (1/K) * sum_k d_k z_k (each term floored as it is applied). With
+ * momentum or step_size rms the updates are the step rule's (step-rule.ts): the momentum of the
+ * last steps' (seed, d), and lr divided by a running rms of d; its state is saved in the checkpoints. eps is
  * absolute (S +- eps z, step lr d z) or relative (S +- eps |S| z, step lr d |S| z), QZO-NOTES section 5.
  * A direction whose L+ or L- is not finite is skipped (no update; logged with d = null).
  *
@@ -51,6 +53,7 @@ import { CollectiveError, PeerLostError, SOLO, decideOnRoot, sameOnAllRanks, sha
 import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
 import { Progress, type ProgressState } from "./progress.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
+import { StepRule, type StepSize } from "./step-rule.js";
 
 /**
  * Training examples addressed by index. `step` is given for a training step's batch (data that
@@ -86,6 +89,9 @@ export interface TrainHyper {
   clip: number;
   directions: number;
   z: ZDistribution;
+  /** Momentum of the step estimates in seed space (0: none; step-rule.ts). */
+  momentum: number;
+  stepSize: StepSize;
   scaleFloor: number;
   batch: number;
   steps: number;
@@ -161,12 +167,18 @@ export interface LogHeader {
   lr: number;
   schedule: ScheduleKind;
   warmup: number;
+  /** Absent in logs of runs without momentum (0). */
+  momentum?: number;
+  /** Absent in logs of runs with a constant step size. */
+  step_size?: StepSize;
   batch: number;
   steps: number;
   backend: string;
 }
 
 export const LOG_FILE = "log.jsonl";
+/** The checkpoint metadata key of the step rule's state. */
+const STEP_RULE_KEY = "stepRule";
 export const SCALES_FILE = "scales.safetensors";
 export const BEST_FILE = "best.safetensors";
 
@@ -186,6 +198,8 @@ export function checkHyper(hp: TrainHyper): void {
   if (!(hp.clip >= 0)) throw bad(`the clip threshold must be >= 0, got ${hp.clip}`);
   if (!Number.isInteger(hp.directions) || hp.directions < 1) throw bad(`directions must be an integer >= 1, got ${hp.directions}`);
   if (hp.z !== "gaussian" && hp.z !== "rademacher") throw bad(`unknown z distribution '${String(hp.z)}' (gaussian, rademacher)`);
+  if (!(hp.momentum >= 0 && hp.momentum < 1)) throw bad(`momentum must be in [0, 1), got ${hp.momentum}`);
+  if (hp.stepSize !== "constant" && hp.stepSize !== "rms") throw bad(`step size is constant or rms, got '${String(hp.stepSize)}'`);
   if (!(hp.scaleFloor >= 0) || !Number.isFinite(hp.scaleFloor)) throw bad(`the scale floor must be a number >= 0, got ${hp.scaleFloor}`);
   if (!Number.isInteger(hp.batch) || hp.batch < 1) throw bad(`batch must be an integer >= 1, got ${hp.batch}`);
   if (!Number.isInteger(hp.evalEvery) || hp.evalEvery < 0) throw bad(`eval-every must be an integer >= 0, got ${hp.evalEvery}`);
@@ -356,14 +370,16 @@ const isEval = (r: object): r is EvalRecord => "eval_loss" in r;
 
 /**
  * Re-applies the updates of a log (its text or its parsed records) to a backend, without forward
- * passes: for every step line and each of its directions k with a finite d_k,
- * update(seed_k, d_k / K, lr). Returns the number of steps replayed. `upTo` stops before that step.
+ * passes: for every step line, the step rule's updates of its directions (seed_k, d_k) at its lr
+ * (plain Q-SPSA: update(seed_k, d_k / K, lr) for each finite d_k). Returns the number of steps
+ * replayed. `upTo` stops before that step.
  */
 export function replay(log: string | readonly object[], backend: Backend, opts: { upTo?: number } = {}): number {
   const recs = typeof log === "string" ? parseLog(log) : log;
   const header = recs.find(isHeader);
   if (!header) throw new QzoError("the log has no header line (qzo_train): cannot replay it");
   const K = header.directions;
+  const rule = new StepRule({ momentum: header.momentum ?? 0, stepSize: header.step_size ?? "constant" });
   let n = 0;
   for (const r of recs) {
     if (!isStep(r)) continue;
@@ -371,12 +387,12 @@ export function replay(log: string | readonly object[], backend: Backend, opts: 
     const seeds = Array.isArray(r.seed) ? r.seed : [r.seed];
     const ds = Array.isArray(r.d) ? r.d : [r.d];
     if (seeds.length !== K || ds.length !== K) throw new QzoError(`log step ${r.step}: ${seeds.length} seeds and ${ds.length} d values for ${K} directions`);
-    for (let k = 0; k < K; k++) {
+    const dirs = seeds.map((seed, k) => {
+      const { lo, hi } = parseSeedHex(seed);
       const d = ds[k];
-      if (d === null || d === undefined || !Number.isFinite(d)) continue;
-      const { lo, hi } = parseSeedHex(seeds[k]!);
-      backend.update({ seedLo: lo, seedHi: hi, d: K === 1 ? d : d / K, lr: r.lr, epsMode: header.eps_mode, dist: header.z, floor: header.scale_floor });
-    }
+      return { seedLo: lo, seedHi: hi, d: d === null || d === undefined || !Number.isFinite(d) ? null : d };
+    });
+    for (const u of rule.next(r.step, r.lr, dirs).updates) backend.update({ ...u, epsMode: header.eps_mode, dist: header.z, floor: header.scale_floor });
     n++;
   }
   return n;
@@ -395,6 +411,8 @@ function headerOf(hp: TrainHyper, backend: Backend): LogHeader {
     lr: hp.lr,
     schedule: hp.schedule,
     warmup: hp.warmup,
+    ...(hp.momentum ? { momentum: hp.momentum } : {}),
+    ...(hp.stepSize !== "constant" ? { step_size: hp.stepSize } : {}),
     batch: hp.batch,
     steps: hp.steps,
     backend: backend.name,
@@ -410,6 +428,8 @@ const tick = () => new Promise<void>((r) => setImmediate(r));
 
 interface StartState {
   start: number;
+  /** On resume: the step rule's state from the checkpoint. */
+  rule?: string;
   best?: { step: number; evalLoss: number };
   lastEval?: number;
 }
@@ -433,7 +453,11 @@ function openLog(o: TrainOptions, logPath: string, scalesPath: string): StartSta
   if (c.runSeed !== hp.seed) throw new QzoError(`${scalesPath}: the checkpoint comes from a run with seed ${c.runSeed}, not ${hp.seed}; resume with the same seed`);
   if (c.step > hp.steps) throw new QzoError(`${scalesPath}: the checkpoint is at step ${c.step}, past the ${hp.steps} steps asked for`);
   backend.setValues(c.values);
-  const state: StartState = { start: c.step };
+  const ruleState = c.meta.extra?.[STEP_RULE_KEY];
+  if (ruleState === undefined && (hp.momentum > 0 || hp.stepSize !== "constant")) {
+    throw new QzoError(`${scalesPath}: the checkpoint holds no step rule state (momentum, rms step size) to resume with`);
+  }
+  const state: StartState = { start: c.step, ...(ruleState !== undefined ? { rule: ruleState } : {}) };
   // Keep the log up to the checkpoint (a crash may have left later lines), and the best eval so far.
   const kept: string[] = [JSON.stringify(headerOf(hp, backend))];
   if (existsSync(logPath)) {
@@ -518,6 +542,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const order = o.order ?? batchOrder;
   const config = hyperJson(hp);
   const checkEvery = o.checkEvery ?? 100;
+  const rule = new StepRule({ momentum: hp.momentum, stepSize: hp.stepSize });
   const save = (path: string, step: number) =>
     writer &&
     saveScalesCheckpoint(path, {
@@ -531,12 +556,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         spec: o.model.spec,
         config,
         ...(best ? { bestEvalLoss: best.evalLoss } : {}),
-        ...(o.meta ? { extra: o.meta } : {}),
+        extra: { ...(o.meta ?? {}), [STEP_RULE_KEY]: rule.encode() },
       },
     });
 
   const startWait: WaitOptions = { interrupted: () => o.shouldStop?.() === true };
   const state = comm.size === 1 ? openLog(o, logPath, scalesPath) : await decideOnRoot(comm, () => openLog(o, logPath, scalesPath), startWait);
+  if (state.rule !== undefined) rule.decode(state.rule, scalesPath);
   if (o.resume && comm.size > 1) await shareValues(comm, backend, startWait);
   const start = state.start;
   let best = state.best;
@@ -610,11 +636,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           skipped++;
         }
       }
-      for (let k = 0; k < K; k++) {
-        const d = dClip[k];
-        if (d === null || d === undefined) continue;
-        backend.update({ seedLo: seeds[k]!.lo, seedHi: seeds[k]!.hi, d: K === 1 ? d : d / K, lr, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor });
-      }
+      const next = rule.next(s, lr, seeds.map((x, k) => ({ seedLo: x.lo, seedHi: x.hi, d: dClip[k] ?? null })));
+      for (const u of next.updates) backend.update({ ...u, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor });
       const one = <T>(a: T[]): T | T[] => (K === 1 ? a[0]! : a);
       log({
         step: s,
@@ -624,6 +647,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         d: one(dClip),
         d_raw: one(dRaw),
         lr,
+        ...(hp.stepSize === "rms" ? { lr_eff: next.lr } : {}),
         seconds: (performance.now() - t0) / 1000,
       });
       step = s + 1;
