@@ -111,13 +111,14 @@ def run_args(g, inputs, out, dims, p):
     p = p or {}
     values = {f"dim:{d}": dims[d] for d in g["dims"]}
     values.update(seed_lo=p.get("seedLo", 0), seed_hi=p.get("seedHi", 0), sign=p.get("sign", 0), eps=p.get("eps", 0),
-                  relative=1 if p.get("epsMode") == "relative" else 0, rademacher=1 if p.get("dist") == "rademacher" else 0, threads=1)
+                  relative=1 if p.get("epsMode") == "relative" else 0, rademacher=1 if p.get("dist") == "rademacher" else 0,
+                  period=p.get("period", 1), threads=1)
     return ptrs, [values[n] for n in g["scalars"]]
 
 
 def update_scalars(man, u):
     values = dict(seed_lo=u["seedLo"], seed_hi=u["seedHi"], d=u["d"], lr=u["lr"], relative=1 if u["epsMode"] == "relative" else 0,
-                  rademacher=1 if u["dist"] == "rademacher" else 0, floor=u["floor"])
+                  rademacher=1 if u["dist"] == "rademacher" else 0, period=u.get("period", 1), floor=u["floor"])
     return [values[n] for n in man["update"]["scalars"]]
 
 

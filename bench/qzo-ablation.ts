@@ -1,6 +1,7 @@
 /**
  * Variance reduction for QZO (a program, not a test): plain Q-SPSA against the step-rule options
- * (seed-space momentum, the rms step size, more directions per step) at equal forward passes, on
+ * (seed-space momentum, the rms step size, more directions per step) and block-coordinate
+ * directions (a tensor period) at equal forward passes, on
  * stories260K Q4_0 (bundled) and babyllama Q4_0 (the shared test models, when present), with the
  * distillation loss (the F32 model's top-16, `qzo distill`, as the demo trains) and the language-
  * modelling loss on the text the F32 model wrote (data/stories260K-self). Each run trains with
@@ -59,6 +60,8 @@ function variants(loss: string): Variant[] {
     { name: "momentum 0.9, 2x lr", flags: ["--momentum", "0.9", "--lr", String(2 * lr)], passesPerStep: 2 },
     { name: "rms step", flags: ["--step-size", "rms", "--lr", String(lr / 8)], passesPerStep: 2 },
     { name: "momentum 0.9 + rms step", flags: ["--momentum", "0.9", "--step-size", "rms", "--lr", String(lr / 4)], passesPerStep: 2 },
+    { name: "tensor period 4", flags: ["--tensor-period", "4"], passesPerStep: 2 },
+    { name: "tensor period 4, 2x lr", flags: ["--tensor-period", "4", "--lr", String(2 * lr)], passesPerStep: 2 },
   ];
 }
 

@@ -156,7 +156,7 @@ export interface TrainOptions extends LoadOptions, Partial<TrainHyper> {
 export function train(o: TrainOptions): Promise<TrainRunResult> {
   const flags: Partial<TrainHyper> = {
     eps: o.eps, epsMode: o.epsMode, lr: o.lr, schedule: o.schedule, warmup: o.warmup, clip: o.clip, directions: o.directions,
-    z: o.z, momentum: o.momentum, stepSize: o.stepSize, scaleFloor: o.scaleFloor, batch: o.batch, steps: o.steps, evalEvery: o.evalEvery, seed: o.seed,
+    z: o.z, tensorPeriod: o.tensorPeriod, momentum: o.momentum, stepSize: o.stepSize, scaleFloor: o.scaleFloor, batch: o.batch, steps: o.steps, evalEvery: o.evalEvery, seed: o.seed,
   };
   return runTraining({
     model: o.model,

@@ -157,6 +157,7 @@ interface TrainCliOpts extends ModelOpts {
   batch?: number;
   directions?: number;
   z?: "gaussian" | "rademacher";
+  tensorPeriod?: number;
   momentum?: number;
   stepSize?: "constant" | "rms";
   scaleFloor?: number;
@@ -192,6 +193,7 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
   .option("--batch <b>", "examples per step", number("int", 1, MAX_BATCH))
   .option("--directions <k>", "random directions per step (update averaged over them)", number("int", 1, MAX_DIRECTIONS))
   .option("--z <dist>", "direction distribution: gaussian or rademacher", choice("gaussian", "rademacher"))
+  .option("--tensor-period <p>", "block-coordinate directions: each moves one in every P trainable tensors, from an offset its seed picks (1: all)", number("int", 1, 2 ** 31 - 1))
   .option("--momentum <b>", "heavy-ball momentum of the step estimates, kept as the last steps' seeds (0: none)", number("float", 0, 0.999))
   .option("--step-size <kind>", "constant: lr as given; rms: lr divided by a running rms of the projected gradient", choice("constant", "rms"))
   .option("--scale-floor <f>", "sign-preserving floor on |scale|", number("float", 0))
@@ -227,6 +229,7 @@ modelOptions(program.command("train").description("fine-tune the quantization sc
         clip: o.clip,
         directions: o.directions,
         z: o.z,
+        tensorPeriod: o.tensorPeriod,
         momentum: o.momentum,
         stepSize: o.stepSize,
         scaleFloor: o.scaleFloor,

@@ -13,10 +13,10 @@ import type { TrainableEntry } from "./ir/trainables.js";
 import type { WeightSlot } from "./codegen/weight-slots.js";
 
 /** The scalars of a graph call after its free dimensions (`dim:B`, ...): the perturbation, then the thread count. */
-export const RUN_SCALARS = ["seed_lo", "seed_hi", "sign", "eps", "relative", "rademacher", "threads"] as const;
+export const RUN_SCALARS = ["seed_lo", "seed_hi", "sign", "eps", "relative", "rademacher", "period", "threads"] as const;
 
 /** The scalars of `qzo_update`. */
-export const UPDATE_SCALARS = ["seed_lo", "seed_hi", "d", "lr", "relative", "rademacher", "floor"] as const;
+export const UPDATE_SCALARS = ["seed_lo", "seed_hi", "d", "lr", "relative", "rademacher", "period", "floor"] as const;
 
 export type RunScalar = (typeof RUN_SCALARS)[number] | `dim:${string}`;
 export type UpdateScalar = (typeof UPDATE_SCALARS)[number];

@@ -84,6 +84,33 @@ describe("generated CPU kernels agree with the reference interpreter", () => {
   }, 120_000);
 });
 
+describe("block-coordinate directions (tensor period 3): generated CPU kernels agree with the reference interpreter", () => {
+  it("perturbed losses at two seeds (two offsets) and the update, which leaves the tensors outside the direction", () => {
+    const { m, model, cpu, vocab } = setup("models/llama.qzo", { ...SMALL, weight: "q4_0" }, 13, "lm");
+    try {
+      const batch = lmBatch(4, 2, 16, vocab);
+      for (const seedLo of [0x1234, 0x1235]) {
+        const p: Perturbation = { seedLo, seedHi: 0x9abc, sign: 1, eps: 1e-2, epsMode: "relative", dist: "gaussian", period: 3 };
+        const ref = runGraph(m, "lm", batch, model.weights, p).data[0]!;
+        expect(rel(cpu.loss(batch, p), ref)).toBeLessThan(1e-5);
+        // Not the loss of every tensor perturbed.
+        expect(rel(ref, runGraph(m, "lm", batch, model.weights, { ...p, period: 1 }).data[0]!)).toBeGreaterThan(1e-7);
+      }
+      const before = cpu.values().map((v) => Float32Array.from(v));
+      cpu.update({ seedLo: 7, seedHi: 6, d: -0.7, lr: 1e-2, epsMode: "relative", dist: "gaussian", floor: 1e-7, period: 3 });
+      before.forEach((v, t) => {
+        const was = Float32Array.from(v);
+        applyUpdate(v, t, 7, 6, -0.7, 1e-2, "gaussian", "relative", cpu.trainables[t]!.field === "scale" ? 1e-7 : 0, 3);
+        const got = cpu.values()[t]!;
+        for (let i = 0; i < v.length; i++) if (rel(got[i]!, v[i]!) > 1e-6) throw new Error(`tensor ${t} element ${i}: ${got[i]} != ${v[i]}`);
+        expect(got.every((x, i) => x === was[i]), `tensor ${t}`).toBe((t + (7 % 3)) % 3 !== 0);
+      });
+    } finally {
+      cpu.close();
+    }
+  }, 120_000);
+});
+
 describe("the distill loss: generated CPU kernels agree with the reference interpreter", () => {
   const distillCases = cases.filter(([name]) => name === "llama q4_0" || name === "llama q4_0, unfused baseline kernels" || name.startsWith("opt"));
   it.each(distillCases)("%s", (_name, spec, overrides, unfused) => {

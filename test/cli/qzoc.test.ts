@@ -41,7 +41,7 @@ describe("qzoc", () => {
     const manifest = JSON.parse(readFileSync(join(dir, "llama.cuda.manifest.json"), "utf8"));
     expect(manifest).toMatchObject({ abi: 1, target: "cuda", module: "llama" });
     expect(manifest.graphs.map((g: { entry: string }) => g.entry)).toEqual(["qzo_run_lm", "qzo_run_forward"]);
-    expect(manifest.graphs[0].scalars).toEqual(["dim:B", "dim:T", "seed_lo", "seed_hi", "sign", "eps", "relative", "rademacher", "threads"]);
+    expect(manifest.graphs[0].scalars).toEqual(["dim:B", "dim:T", "seed_lo", "seed_hi", "sign", "eps", "relative", "rademacher", "period", "threads"]);
     const program = readFileSync(join(dir, "llama.cpp"), "utf8");
     expect(program).toMatch(/^#include "qzo\/runtime\.h"$/m);
     expect(program).toContain(`Inputs hash: ${JSON.parse(readFileSync(join(dir, "llama.cpu.manifest.json"), "utf8")).inputsHash}.`);

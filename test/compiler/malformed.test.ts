@@ -77,7 +77,7 @@ function edit(...pairs: [string, string][]): string {
 const OPS_HINT =
   "hint: operations: embedding, linear, rmsnorm, layernorm, rope, attention, silu, gelu, gelu_tanh, relu, softmax, positions, unsqueeze, chunk, concat, patchify, unpatchify, pos_crop, timestep_embedding, next_token_ce, distill_ce, candidate_ce, mse";
 const SETTINGS_HINT =
-  "hint: settings: loss, trainable, eps, lr, warmup, clip, directions, momentum, scale_floor, batch, steps, eval_every, seed, schedule, z, step_size";
+  "hint: settings: loss, trainable, eps, lr, warmup, clip, directions, tensor_period, momentum, scale_floor, batch, steps, eval_every, seed, schedule, z, step_size";
 
 /** A format with the shape of Q4_0; the format cases swap or drop its clauses. */
 const Q4 = {

@@ -38,6 +38,7 @@ const hyper = (over: Partial<TrainHyper> = {}): TrainHyper => ({
   clip: 100,
   directions: 1,
   z: "gaussian",
+  tensorPeriod: 1,
   momentum: 0,
   stepSize: "constant",
   scaleFloor: 1e-7,

@@ -53,6 +53,7 @@ const hyper = (over: Partial<TrainHyper> = {}): TrainHyper => ({
   clip: 100,
   directions: 1,
   z: "gaussian",
+  tensorPeriod: 1,
   momentum: 0,
   stepSize: "constant",
   scaleFloor: 1e-7,
@@ -220,11 +221,11 @@ describe("training", () => {
 });
 
 describe("step rules: seed-space momentum and the rms step size", () => {
-  it("momentum 0.5 with 2 directions applies the decayed sum of the window's directions; rms divides lr by the rms of d; replay and resume are exact", async () => {
+  it("momentum 0.5 with 2 directions applies the decayed sum of the window's directions; rms divides lr by the rms of d; a tensor period of 3 moves a third of the tensors a step; replay and resume are exact", async () => {
     const ds = loadDataset(dataFile, tok, 32);
     const all = datasetData(ds);
     const split = { train: subset(all, 0, all.size - 2), eval: subset(all, all.size - 2, all.size) };
-    for (const over of [{ momentum: 0.5, directions: 2 }, { stepSize: "rms" as const }, { momentum: 0.8, stepSize: "rms" as const }]) {
+    for (const over of [{ momentum: 0.5, directions: 2 }, { stepSize: "rms" as const }, { momentum: 0.8, stepSize: "rms" as const, tensorPeriod: 3 }]) {
       const hp = hyper({ steps: 6, evalEvery: 2, seed: 11n, ...over });
       const a = opts(ds, tmp(), hp, split);
       const before = a.backend.values().map((v) => Float32Array.from(v));
@@ -258,11 +259,21 @@ describe("step rules: seed-space momentum and the rms step size", () => {
             if (dk === null || dk === undefined) return;
             const lo = parseInt(seed.slice(10), 16);
             const hi = parseInt(seed.slice(2, 10), 16);
-            before.forEach((vals, t) => applyUpdate(vals, t, lo, hi, K === 1 && beta === 0 ? dk : (c * dk) / K, lr, hp.z, hp.epsMode, 1e-7));
+            before.forEach((vals, t) => applyUpdate(vals, t, lo, hi, K === 1 && beta === 0 ? dk : (c * dk) / K, lr, hp.z, hp.epsMode, 1e-7, hp.tensorPeriod));
           });
         }
       }
       expect(sameBits(before, a.backend.values())).toBe(true);
+      if (hp.tensorPeriod > 1) {
+        // One step of period 3: the tensors outside its direction keep their values.
+        const one = opts(ds, tmp(), { ...hp, steps: 1, momentum: 0, stepSize: "constant" }, split);
+        const start = one.backend.values().map((x) => Float32Array.from(x));
+        await train(one);
+        const moved = one.backend.values().map((x, t) => !bits(x).equals(bits(start[t]!)));
+        const { lo } = stepSeedPair(hp.seed, 0);
+        expect(moved).toEqual(moved.map((_, t) => (t + (lo % 3)) % 3 === 0));
+        expect(moved.filter(Boolean).length).toBeGreaterThan(0);
+      }
       // replay rebuilds the rule from the log's header.
       const fresh = createInterpreterBackend(bound);
       replay(log, fresh);

@@ -205,6 +205,8 @@ export interface TrainIR {
   clip: number;
   directions: number;
   z: "gaussian" | "rademacher";
+  /** Each direction moves one in every tensorPeriod trainable tensors (1: all; rng/direction.ts). */
+  tensorPeriod: number;
   /** Heavy-ball momentum of the step estimates, kept in seed space (0: none; train/step-rule.ts). */
   momentum: number;
   /** constant: lr as given; rms: lr divided by a running root mean square of d (train/step-rule.ts). */

@@ -22,6 +22,7 @@ export const TRAIN_DEFAULTS: TrainHyperIR = {
   clip: 100,
   directions: 1,
   z: "gaussian",
+  tensorPeriod: 1,
   momentum: 0,
   stepSize: "constant",
   scaleFloor: 1e-7,
@@ -31,7 +32,7 @@ export const TRAIN_DEFAULTS: TrainHyperIR = {
   seed: 0,
 };
 
-type NumKey = "eps" | "lr" | "warmup" | "clip" | "directions" | "momentum" | "scaleFloor" | "batch" | "steps" | "evalEvery" | "seed";
+type NumKey = "eps" | "lr" | "warmup" | "clip" | "directions" | "tensorPeriod" | "momentum" | "scaleFloor" | "batch" | "steps" | "evalEvery" | "seed";
 
 const NUMERIC: Record<string, { key: NumKey; int: boolean; min: number; strict: boolean; below?: number }> = {
   eps: { key: "eps", int: false, min: 0, strict: true },
@@ -39,6 +40,7 @@ const NUMERIC: Record<string, { key: NumKey; int: boolean; min: number; strict: 
   warmup: { key: "warmup", int: true, min: 0, strict: false },
   clip: { key: "clip", int: false, min: 0, strict: true },
   directions: { key: "directions", int: true, min: 1, strict: false },
+  tensor_period: { key: "tensorPeriod", int: true, min: 1, strict: false },
   momentum: { key: "momentum", int: false, min: 0, strict: false, below: 1 },
   scale_floor: { key: "scaleFloor", int: false, min: 0, strict: false },
   batch: { key: "batch", int: true, min: 1, strict: false },

@@ -24,6 +24,8 @@ export interface UpdateSpec {
   dist: ZDistribution;
   /** Sign-preserving floor for scales (0 for mins and float weights). */
   floor: number;
+  /** The direction's tensor period (default 1: every tensor; rng/direction.ts). */
+  period?: number;
 }
 
 export interface Backend {

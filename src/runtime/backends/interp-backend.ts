@@ -87,7 +87,7 @@ export function createInterpreterBackend(bound: BoundModel, opts: InterpreterBac
     },
     update(u: UpdateSpec): void {
       for (const tt of trainables) {
-        applyUpdate(masters[tt.t]!, tt.t, u.seedLo, u.seedHi, u.d, u.lr, u.dist, u.epsMode, tt.field === "scale" ? u.floor : 0);
+        applyUpdate(masters[tt.t]!, tt.t, u.seedLo, u.seedHi, u.d, u.lr, u.dist, u.epsMode, tt.field === "scale" ? u.floor : 0, u.period ?? 1);
       }
     },
     values(): readonly Float32Array[] {

@@ -126,6 +126,7 @@ export function runArgs(
     eps: p?.eps ?? 0,
     relative: p?.epsMode === "relative" ? 1 : 0,
     rademacher: p?.dist === "rademacher" ? 1 : 0,
+    period: p?.period ?? 1,
     threads,
   };
   return [...pointers, ...scalarArgs(g.scalars, values, g.entry)];
@@ -133,7 +134,7 @@ export function runArgs(
 
 /** The arguments of a library's `qzo_update`: the master arrays, then the update's named scalars. */
 export function updateArgs(manifest: Manifest, masters: readonly Float32Array[], u: UpdateSpec): KernelArg[] {
-  const values = { seed_lo: u.seedLo, seed_hi: u.seedHi, d: u.d, lr: u.lr, relative: u.epsMode === "relative" ? 1 : 0, rademacher: u.dist === "rademacher" ? 1 : 0, floor: u.floor };
+  const values = { seed_lo: u.seedLo, seed_hi: u.seedHi, d: u.d, lr: u.lr, relative: u.epsMode === "relative" ? 1 : 0, rademacher: u.dist === "rademacher" ? 1 : 0, period: u.period ?? 1, floor: u.floor };
   return [...masters, ...scalarArgs(manifest.update.scalars, values, manifest.update.entry)];
 }
 

@@ -20,7 +20,9 @@
  * for "scale", into the mins for "min", into the float parameter for "weight") is used as
  *     absolute:  x' = float32( x + sign * eps * z_i )
  *     relative:  x' = float32( x + sign * eps * |x| * z_i )
- * with z_i = zAt(seedLo, seedHi, t, i, dist) (src/runtime/rng/direction.ts) and x the float32 value.
+ * with z_i = zAt(seedLo, seedHi, t, i, dist) (src/runtime/rng/direction.ts) and x the float32 value,
+ * for the tensors in the direction (tensorInDirection(seedLo, t, period); all of them at period 1);
+ * the others are used as they are.
  *
  * Shapes. The graph's free dimension names (B, T, E, n_cand, ...) are bound from the input shapes:
  * plain single-name dimensions first, then composite ones (E*n_cand) are checked, or solved for their
@@ -88,7 +90,7 @@ import { trainableManifest, type TrainableEntry } from "../../compiler/ir/traina
 import type { BlockIR, GraphIR, ModuleIR, NodeIR, ParamIR } from "../../compiler/ir/ir.js";
 import { configInts, paramOf } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
-import { fillZ, type ZDistribution } from "../rng/direction.js";
+import { fillZ, tensorInDirection, type ZDistribution } from "../rng/direction.js";
 import { scaleIndex, type UnpackedTensor } from "../quant/types.js";
 import { evalIntExpr, isPlainName, namesIn, solveIntExpr, tryEvalIntExpr } from "../../compiler/ir/int-expr.js";
 import * as K from "./ops.js";
@@ -112,6 +114,8 @@ export interface Perturbation {
   eps: number;
   epsMode: "absolute" | "relative";
   dist: ZDistribution;
+  /** Tensor period (default 1, every tensor): the direction moves one in every `period` trainable tensors (rng/direction.ts). */
+  period?: number;
 }
 
 export type TrainableTensor = TrainableEntry;
@@ -218,6 +222,7 @@ function copyOf(a: Float32Array): Float32Array {
 
 /** x'[i] = float32(x[i] + sign*eps*z_i) (absolute) or float32(x[i] + sign*eps*|x[i]|*z_i) (relative). */
 export function perturbArray(x: Float32Array, t: number, p: Perturbation): Float32Array {
+  if (!tensorInDirection(p.seedLo, t, p.period ?? 1)) return Float32Array.from(x);
   const z = new Float32Array(x.length);
   fillZ(z, p.seedLo, p.seedHi, t, 0, p.dist);
   const out = new Float32Array(x.length);

@@ -6,14 +6,15 @@
  * then a sign-preserving floor: if |s_new| < floor, or s_new has the other sign than s_old, then
  * s_new = sign(s_old) * floor (sign(0) and sign(-0) count as +), so a negative llama.cpp Q4_0
  * scale never flips sign or collapses to 0, however large a step. z_i is the same
- * direction the two perturbed forwards used: zAt(seedLo, seedHi, t, i, dist).
+ * direction the two perturbed forwards used: zAt(seedLo, seedHi, t, i, dist); a tensor outside the
+ * direction (tensorInDirection with the tensor period) is left as it is.
  *
  * Numerics: the step is computed in float64 from the float32 master value and z, rounded to float32
  * once, and the floor test is made on that float32 value. Pass floor = 0 for tensors that must not be
  * floored (mins, float weights). A NaN d, or a NaN master value, leaves NaN (callers skip such steps).
  */
 import { QzoError } from "../../util/errors.js";
-import { fillZ, type ZDistribution } from "../rng/direction.js";
+import { fillZ, tensorInDirection, type ZDistribution } from "../rng/direction.js";
 
 /** The projected gradient d = (L+ - L-) / (2 eps), and d clamped to [-clip, clip] (DDC). */
 export function projectedGradient(lossPlus: number, lossMinus: number, eps: number, clip: number): { raw: number; clipped: number } {
@@ -37,9 +38,11 @@ export function applyUpdate(
   dist: ZDistribution,
   epsMode: "absolute" | "relative",
   floor: number,
+  period = 1,
 ): void {
   if (epsMode !== "absolute" && epsMode !== "relative") throw new QzoError(`unknown eps mode ${String(epsMode)}`);
   if (!(floor >= 0)) throw new QzoError(`the scale floor must be >= 0, got ${floor}`);
+  if (!tensorInDirection(seedLo, t, period)) return;
   const k = lr * d;
   const relative = epsMode === "relative";
   const z = new Float32Array(Math.min(CHUNK, values.length));

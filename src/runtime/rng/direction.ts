@@ -84,6 +84,16 @@ export function splitSeed(seed: bigint): { lo: number; hi: number } {
   return { lo: Number(seed & 0xffffffffn), hi: Number(seed >> 32n) };
 }
 
+/**
+ * 3. Tensor period (block-coordinate directions). With period P >= 1, the direction of a step seed
+ *    moves only the trainable tensors t with (t + seedLo mod P) mod P = 0, one in every P from an
+ *    offset the seed picks; the others have z = 0 (they are not perturbed, and the update leaves
+ *    them). P = 1: every tensor. Exact integer arithmetic on every backend.
+ */
+export function tensorInDirection(seedLo: number, t: number, period: number): boolean {
+  return period <= 1 || (t + (seedLo % period)) % period === 0;
+}
+
 /** Gaussian z from the first two Philox words (x0, x1), per the contract. */
 export function gaussianFromWords(x0: number, x1: number): number {
   const u1 = (x0 + 1) * TWO_POW_M32;

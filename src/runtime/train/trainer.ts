@@ -8,6 +8,7 @@
  *                     d_raw_k = (L+_k - L-_k) / (2 eps);  d_k = clamp(d_raw_k, -C, C)  (DDC)
  *   then, for k in 0..K-1 in order:  update(seed_k, d = d_k / K, lr = lr(s))
  * so the step is S <- S - lr(s) * (1/K) * sum_k d_k z_k (each term floored as it is applied). With
+ * tensor_period P > 1 every direction moves one in every P trainable tensors (rng/direction.ts). With
  * momentum or step_size rms the updates are the step rule's (step-rule.ts): the momentum of the
  * last steps' (seed, d), and lr divided by a running rms of d; its state is saved in the checkpoints. eps is
  * absolute (S +- eps z, step lr d z) or relative (S +- eps |S| z, step lr d |S| z), QZO-NOTES section 5.
@@ -89,6 +90,8 @@ export interface TrainHyper {
   clip: number;
   directions: number;
   z: ZDistribution;
+  /** Each direction perturbs one in every tensorPeriod trainable tensors (1: all; rng/direction.ts). */
+  tensorPeriod: number;
   /** Momentum of the step estimates in seed space (0: none; step-rule.ts). */
   momentum: number;
   stepSize: StepSize;
@@ -167,6 +170,8 @@ export interface LogHeader {
   lr: number;
   schedule: ScheduleKind;
   warmup: number;
+  /** Absent in logs of runs that perturb every tensor (1). */
+  tensor_period?: number;
   /** Absent in logs of runs without momentum (0). */
   momentum?: number;
   /** Absent in logs of runs with a constant step size. */
@@ -199,6 +204,7 @@ export function checkHyper(hp: TrainHyper): void {
   if (!Number.isInteger(hp.directions) || hp.directions < 1) throw bad(`directions must be an integer >= 1, got ${hp.directions}`);
   if (hp.z !== "gaussian" && hp.z !== "rademacher") throw bad(`unknown z distribution '${String(hp.z)}' (gaussian, rademacher)`);
   if (!(hp.momentum >= 0 && hp.momentum < 1)) throw bad(`momentum must be in [0, 1), got ${hp.momentum}`);
+  if (!Number.isInteger(hp.tensorPeriod) || hp.tensorPeriod < 1 || hp.tensorPeriod >= 2 ** 32) throw bad(`the tensor period must be an integer >= 1, got ${hp.tensorPeriod}`);
   if (hp.stepSize !== "constant" && hp.stepSize !== "rms") throw bad(`step size is constant or rms, got '${String(hp.stepSize)}'`);
   if (!(hp.scaleFloor >= 0) || !Number.isFinite(hp.scaleFloor)) throw bad(`the scale floor must be a number >= 0, got ${hp.scaleFloor}`);
   if (!Number.isInteger(hp.batch) || hp.batch < 1) throw bad(`batch must be an integer >= 1, got ${hp.batch}`);
@@ -392,7 +398,9 @@ export function replay(log: string | readonly object[], backend: Backend, opts: 
       const d = ds[k];
       return { seedLo: lo, seedHi: hi, d: d === null || d === undefined || !Number.isFinite(d) ? null : d };
     });
-    for (const u of rule.next(r.step, r.lr, dirs).updates) backend.update({ ...u, epsMode: header.eps_mode, dist: header.z, floor: header.scale_floor });
+    for (const u of rule.next(r.step, r.lr, dirs).updates) {
+      backend.update({ ...u, epsMode: header.eps_mode, dist: header.z, floor: header.scale_floor, period: header.tensor_period ?? 1 });
+    }
     n++;
   }
   return n;
@@ -411,6 +419,7 @@ function headerOf(hp: TrainHyper, backend: Backend): LogHeader {
     lr: hp.lr,
     schedule: hp.schedule,
     warmup: hp.warmup,
+    ...(hp.tensorPeriod > 1 ? { tensor_period: hp.tensorPeriod } : {}),
     ...(hp.momentum ? { momentum: hp.momentum } : {}),
     ...(hp.stepSize !== "constant" ? { step_size: hp.stepSize } : {}),
     batch: hp.batch,
@@ -620,7 +629,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const s = step;
       const lr = learningRate(schedule, s);
       const seeds = Array.from({ length: K }, (_, k) => stepSeedPair(hp.seed, s * K + k));
-      const perts = seeds.map((seed) => ({ seedLo: seed.lo, seedHi: seed.hi, eps: hp.eps, epsMode: hp.epsMode, dist: hp.z }));
+      const perts = seeds.map((seed) => ({ seedLo: seed.lo, seedHi: seed.hi, eps: hp.eps, epsMode: hp.epsMode, dist: hp.z, period: hp.tensorPeriod }));
       const { lp, lm, stop } = await stepLosses(o, comm, s, order(o.train.size, hp.batch, hp.seed, s), perts, comm.size > 1 && o.shouldStop?.() === true, wait);
       stopReduced = stop;
       const dRaw: (number | null)[] = [];
@@ -637,7 +646,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         }
       }
       const next = rule.next(s, lr, seeds.map((x, k) => ({ seedLo: x.lo, seedHi: x.hi, d: dClip[k] ?? null })));
-      for (const u of next.updates) backend.update({ ...u, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor });
+      for (const u of next.updates) backend.update({ ...u, epsMode: hp.epsMode, dist: hp.z, floor: hp.scaleFloor, period: hp.tensorPeriod });
       const one = <T>(a: T[]): T | T[] => (K === 1 ? a[0]! : a);
       log({
         step: s,

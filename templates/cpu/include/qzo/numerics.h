@@ -29,6 +29,12 @@ static inline float z_at(uint32_t seed_lo, uint32_t seed_hi, uint32_t t, uint64_
   return (float)(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
 }
 
+// Whether tensor t takes part in the direction of seed_lo: one in every `period` tensors, from the
+// offset seed_lo mod period (src/runtime/rng/direction.ts tensorInDirection).
+static inline bool in_direction(uint32_t seed_lo, uint32_t t, uint32_t period) {
+  return period <= 1 || (t + seed_lo % period) % period == 0;
+}
+
 // How the trainable tensors are perturbed in this call (sign 0: not at all).
 struct Perturb {
   uint32_t seed_lo, seed_hi;
@@ -36,11 +42,13 @@ struct Perturb {
   double eps;
   int relative;
   int rademacher;
+  uint32_t period;
 };
 
-// s + sign*eps*z (absolute) or s + sign*eps*|s|*z (relative), rounded once to float.
+// s + sign*eps*z (absolute) or s + sign*eps*|s|*z (relative), rounded once to float; s itself for a
+// tensor outside the direction.
 static inline float perturbed(float s, const Perturb& p, uint32_t t, uint64_t i) {
-  if (p.sign == 0) return s;
+  if (p.sign == 0 || !in_direction(p.seed_lo, t, p.period)) return s;
   const double k = (double)p.sign * p.eps;
   const double z = (double)z_at(p.seed_lo, p.seed_hi, t, i, p.rademacher);
   return p.relative ? (float)((double)s + k * std::fabs((double)s) * z) : (float)((double)s + k * z);

@@ -32,17 +32,24 @@ __device__ static inline float z_at(uint32_t seed_lo, uint32_t seed_hi, uint32_t
   return (float)__dmul_rn(sqrt(__dmul_rn(-2.0, log(u1))), cos(__dmul_rn(6.283185307179586, u2)));
 }
 
+// Whether tensor t takes part in the direction of seed_lo (templates/cpu/include/qzo/numerics.h).
+__host__ __device__ static inline bool in_direction(uint32_t seed_lo, uint32_t t, uint32_t period) {
+  return period <= 1 || (t + seed_lo % period) % period == 0;
+}
+
 struct Perturb {
   uint32_t seed_lo, seed_hi;
   int sign;
   double eps;
   int relative;
   int rademacher;
+  uint32_t period;
 };
 
-// s + sign*eps*z (absolute) or s + sign*eps*|s|*z (relative), rounded once to float.
+// s + sign*eps*z (absolute) or s + sign*eps*|s|*z (relative), rounded once to float; s itself for a
+// tensor outside the direction.
 __device__ static inline float perturbed(float s, const Perturb& p, uint32_t t, uint64_t i) {
-  if (p.sign == 0) return s;
+  if (p.sign == 0 || !in_direction(p.seed_lo, t, p.period)) return s;
   const double k = __dmul_rn((double)p.sign, p.eps);
   const double z = (double)z_at(p.seed_lo, p.seed_hi, t, i, p.rademacher);
   return p.relative ? (float)__dadd_rn((double)s, __dmul_rn(__dmul_rn(k, fabs((double)s)), z)) : (float)__dadd_rn((double)s, __dmul_rn(k, z));
