@@ -12,7 +12,7 @@
  * own evaluations (forward passes on the x axis) as an SVG.
  *
  *   npm run bench:ablation                                   # writes bench/results/qzo-ablation-cpu-<date>.{json,txt,svg}
- *   node dist/bench/qzo-ablation.js --passes 3000 --seeds 1,2 --models stories260K --losses distill --no-write
+ *   node dist/bench/qzo-ablation.js --passes 3000 --seeds 1,2 --models stories260K --losses distill --variants "plain Q-SPSA,rms step" --label NAME
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -61,7 +61,7 @@ function variants(loss: string): Variant[] {
     { name: "rms step", flags: ["--step-size", "rms", "--lr", String(lr / 8)], passesPerStep: 2 },
     { name: "momentum 0.9 + rms step", flags: ["--momentum", "0.9", "--step-size", "rms", "--lr", String(lr / 4)], passesPerStep: 2 },
     { name: "tensor period 4", flags: ["--tensor-period", "4"], passesPerStep: 2 },
-    { name: "tensor period 4, 2x lr", flags: ["--tensor-period", "4", "--lr", String(2 * lr)], passesPerStep: 2 },
+    { name: "tensor period 4 at 2x lr", flags: ["--tensor-period", "4", "--lr", String(2 * lr)], passesPerStep: 2 },
   ];
 }
 
@@ -76,6 +76,7 @@ const modelNames = (arg("--models") ?? "stories260K,babyllama").split(",");
 const losses = (arg("--losses") ?? "distill,lm").split(",");
 const only = arg("--variants")?.split(",");
 const write = !process.argv.includes("--no-write");
+const label = arg("--label");
 
 async function qzo(args: string[]): Promise<string> {
   const r = await execa("node", [CLI, ...args], { reject: false, env: { QZO_THREADS: "1" } });
@@ -217,7 +218,7 @@ process.stdout.write(text);
 if (write) {
   const dir = join(root, "bench", "results");
   mkdirSync(dir, { recursive: true });
-  const base = join(dir, `qzo-ablation-cpu-${new Date().toISOString().slice(0, 10)}`);
+  const base = join(dir, `qzo-ablation-cpu-${new Date().toISOString().slice(0, 10)}${label ? `-${label}` : ""}`);
   writeFileSync(`${base}.txt`, text);
   writeFileSync(`${base}.json`, JSON.stringify({ machine, passes, seeds, refs, runs }, null, 1) + "\n");
   writeFileSync(`${base}.svg`, svg());
