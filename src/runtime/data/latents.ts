@@ -98,8 +98,8 @@ export function ddpmSchedule(): { sqrtAlpha: Float32Array; sqrtOneMinus: Float32
   return { sqrtAlpha, sqrtOneMinus };
 }
 
-/** The loss graphs' input names. */
-function inputsOf(m: ModuleIR, loss: string): string[] {
+/** A loss graph's input names, in order. */
+export function lossInputs(m: ModuleIR, loss: string): string[] {
   const g = m.graphs.find((x) => x.name === loss && x.role === "loss");
   if (!g) throw new QzoError(`${m.source}: no loss '${loss}' (losses: ${m.graphs.filter((x) => x.role === "loss").map((x) => x.name).join(", ")})`, 2);
   return g.inputs.map((id) => g.values[id]!.name ?? "");
@@ -112,12 +112,12 @@ function inputsOf(m: ModuleIR, loss: string): string[] {
  */
 export function latentsLoss(m: ModuleIR, ds: LatentsDataset, requested?: string): string {
   const available = (name: string) => ds.tensors.has(name) || DRAWN.includes(name);
-  const fits = (loss: string) => inputsOf(m, loss).every(available);
+  const fits = (loss: string) => lossInputs(m, loss).every(available);
   const losses = m.graphs.filter((g) => g.role === "loss").map((g) => g.name);
   let loss = requested;
-  if (!loss && ds.tensors.has("target")) loss = [m.train.loss, ...losses].find((l) => inputsOf(m, l).includes("target") && fits(l));
+  if (!loss && ds.tensors.has("target")) loss = [m.train.loss, ...losses].find((l) => lossInputs(m, l).includes("target") && fits(l));
   loss ??= m.train.loss;
-  const missing = inputsOf(m, loss).filter((n) => !available(n));
+  const missing = lossInputs(m, loss).filter((n) => !available(n));
   if (missing.length) throw new QzoError(`${ds.file}: the ${loss} loss needs ${missing.map((n) => `'${n}'`).join(", ")}, which the file does not hold`);
   return loss;
 }

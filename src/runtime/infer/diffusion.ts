@@ -30,21 +30,28 @@ export function teacherVelocities(ds: LatentsDataset, velocity: Velocity, seed: 
   const x0 = all["x0"]!;
   const per = x0.data.length / ds.size;
   const target = new Float32Array(x0.data.length);
+  // Rows [start, start + n) of one of the drawn tensors.
+  const rows = (k: string, start: number, n: number) => {
+    const t = all[k]!;
+    const w = t.data.length / ds.size;
+    return { shape: [n, ...t.shape.slice(1)], data: t.data.subarray(start * w, (start + n) * w) };
+  };
+  const f = Math.fround;
   for (let start = 0; start < ds.size; start += batch) {
-    const idx = [...Array(Math.min(batch, ds.size - start)).keys()].map((i) => i + start);
-    const b = latentsBatch(ds, keys, idx, seed);
-    const s = b["sigmas"]!.data;
-    const xt = new Float32Array(idx.length * per);
+    const n = Math.min(batch, ds.size - start);
+    const s = rows("sigmas", start, n).data;
+    const x = rows("x0", start, n).data;
+    const noise = rows("noise", start, n).data;
+    const xt = new Float32Array(n * per);
     // As the flow losses compute it, each operation rounded to float32.
-    const f = Math.fround;
-    for (let r = 0; r < idx.length; r++) {
-      for (let i = 0; i < per; i++) xt[r * per + i] = f(f(f(1 - s[r]!) * b["x0"]!.data[r * per + i]!) + f(s[r]! * b["noise"]!.data[r * per + i]!));
+    for (let r = 0; r < n; r++) {
+      for (let i = 0; i < per; i++) xt[r * per + i] = f(f(f(1 - s[r]!) * x[r * per + i]!) + f(s[r]! * noise[r * per + i]!));
     }
     const v = velocity({
-      latents: { shape: [idx.length, ...x0.shape.slice(1)], data: xt },
-      encoder_hidden_states: b["encoder_hidden_states"]!,
-      pooled_projections: b["pooled_projections"]!,
-      timestep: b["timestep"]!,
+      latents: { shape: [n, ...x0.shape.slice(1)], data: xt },
+      encoder_hidden_states: rows("encoder_hidden_states", start, n),
+      pooled_projections: rows("pooled_projections", start, n),
+      timestep: rows("timestep", start, n),
     });
     target.set(v, start * per);
   }

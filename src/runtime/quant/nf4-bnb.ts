@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node
 import { join } from "node:path";
 import { checkFile } from "../../compiler/check.js";
 import type { ConfigOverrides } from "../../compiler/sema/check.js";
-import { paramLayers } from "../../compiler/ir/queries.js";
+import { configInts, paramLayers } from "../../compiler/ir/queries.js";
 import { QzoError } from "../../util/errors.js";
 import { writeFileAtomic } from "../../util/fs-atomic.js";
 import { bindModel, specForArchitecture } from "../load/bind.js";
@@ -47,7 +47,7 @@ export function quantizeToBnbNf4(src: string, out: string, o: { spec?: string; s
   const nf4Entries = new Set(wanted.config.filter((c) => c.value.type === "format" && c.value.value === "nf4").map((c) => c.name));
   const fmt = bound.module.formats.find((f) => f.name === "nf4") ?? wanted.formats.find((f) => f.name === "nf4");
   if (!fmt || nf4Entries.size === 0) throw new QzoError(`${bound.spec}: no format entry of the spec is nf4, so nothing would be quantized (set one, e.g. --set weight=nf4)`, 2);
-  const ints = new Map(bound.module.config.filter((c) => c.value.type === "int").map((c) => [c.name, c.value.value as number]));
+  const ints = configInts(bound.module);
   const table = Float32Array.from(fmt.codebooks.find((c) => c.name === fmt.code.lookup)!.values!);
   const replaced = new Map<string, SafetensorsTensor[]>();
   const report: Nf4Report = { quantized: [], kept: [] };

@@ -22,7 +22,7 @@ import { writeFileAtomic } from "../../util/fs-atomic.js";
 import type { Backend } from "../backends/backend.js";
 import { selectBackend, type Device } from "../backends/select.js";
 import { loadDataset, makeBatch, type Dataset } from "../data/dataset.js";
-import { latentsBatch, latentsLoss, loadLatents, readsLatents, type LatentsDataset } from "../data/latents.js";
+import { latentsBatch, latentsLoss, loadLatents, lossInputs, readsLatents, type LatentsDataset } from "../data/latents.js";
 import { exportModel } from "../export/export.js";
 import type { Forward } from "../infer/generate.js";
 import { bindModel, type BoundModel } from "../load/bind.js";
@@ -67,13 +67,6 @@ export function evaluateData(bound: BoundModel, tok: Tokenizer, dataFile: string
   return withCheckpoint(backend, o, () => scoreDataset(m, { loss: (b) => backend.loss(b), forward }, ds, o.batch));
 }
 
-/** A graph's input names, in order. */
-export function graphInputs(m: ModuleIR, graph: string): string[] {
-  const g = m.graphs.find((x) => x.name === graph);
-  if (!g) throw new QzoError(`${m.source}: no graph '${graph}'`);
-  return g.inputs.map((id) => g.values[id]!.name ?? "");
-}
-
 /**
  * Scores latent data (a diffusion transformer's losses): the mean loss over its examples, the
  * inputs the file lacks drawn for evaluation from the spec's seed (data/latents.ts).
@@ -82,7 +75,7 @@ export function evaluateLatents(bound: BoundModel, dataFile: string, backendFor:
   const m = bound.module;
   const ds = loadLatents(dataFile);
   const lossName = latentsLoss(m, ds, o.loss);
-  const inputs = graphInputs(m, lossName);
+  const inputs = lossInputs(m, lossName);
   const seed = BigInt(trainHyperFor(m.train, lossName).seed);
   const { backend } = backendFor(lossName);
   const score = (): DatasetScore => ({
@@ -332,7 +325,7 @@ async function trainIn(o: TrainRunOptions & { log(line: string): void }, comm: C
     return hyperJson(hyperFor(m, lossName, prevRun?.["hyper"] as Record<string, unknown> | undefined, o.flags));
   }, wait);
   const hp = { ...hyper, seed: BigInt(String(hyper["seed"])) } as TrainHyper;
-  const data = ds.kind === "latents" ? splitLatents(o, ds, graphInputs(m, lossName), hp.seed) : splitData(o, ds, load);
+  const data = ds.kind === "latents" ? splitLatents(o, ds, lossInputs(m, lossName), hp.seed) : splitData(o, ds, load);
   checkBatchForRanks(hp.batch, comm);
   const { backend, device } = selectBackend(bound, lossName, o.device, { train: true });
   checkTrainable(backend, o.model);
