@@ -18,6 +18,7 @@ import {
   type Tensor,
   type WeightSource,
 } from "../../src/runtime/interpret/interpreter.js";
+import { lossGradient } from "../../src/runtime/interpret/gradient.js";
 import * as K from "../../src/runtime/interpret/ops.js";
 import { applyUpdate, projectedGradient } from "../../src/runtime/interpret/update.js";
 import { decodeToF32, f16ToF32, readGguf, readLlama2cCheckpoint } from "../../src/runtime/model-files/index.js";
@@ -513,6 +514,33 @@ describe("perturbation and the trainable manifest", () => {
       expect(Math.abs(d1 - d2)).toBeLessThan(0.02 * Math.abs(d1));
       expect(Math.abs(raw - d2)).toBeLessThan(0.02 * Math.abs(d2));
       expect(Math.abs(raw)).toBeGreaterThan(1e-3);
+    }
+  });
+
+  it("reverse-mode gradients of scales, mins and a float weight match finite differences", () => {
+    const { loss: l0, grads } = lossGradient(m, "m", { x, y }, mapSource(base));
+    expect(l0).toBe(loss(mapSource(base)));
+    // Each trainable tensor alone, moved along the manifest's z: grad . z against a central difference.
+    for (const t of [0, 1, 2, 3, 4, 5]) {
+      const zOf = (tt: number, n: number) => Float32Array.from({ length: n }, (_, i) => (tt === t ? zAt(seedLo, seedHi, tt, i, "gaussian") : 0));
+      const h = 1e-3;
+      const shift = (sign: number): WeightSource => {
+        const mv = (a: Float32Array, tt: number) => Float32Array.from(a, (v, i) => v + sign * h * zOf(tt, a.length)[i]!);
+        const out = new Map<string, ParamValue>();
+        for (const l of [0, 1]) {
+          const q = (base.get(`w[${l}]`) as { kind: "quant"; tensor: UnpackedTensor }).tensor;
+          out.set(`w[${l}]`, { kind: "quant", tensor: { ...q, scales: mv(q.scales, l), mins: mv(q.mins!, 3 + l) } });
+        }
+        const v = (base.get("v") as { kind: "quant"; tensor: UnpackedTensor }).tensor;
+        out.set("v", { kind: "quant", tensor: { ...v, scales: mv(v.scales, 2) } });
+        out.set("g", { kind: "float", shape: [32], data: mv((base.get("g") as { data: Float32Array }).data, 5) });
+        return mapSource(out);
+      };
+      const fd = (loss(shift(1)) - loss(shift(-1))) / (2 * h);
+      const gz = grads[t]!.reduce((acc, g, i) => acc + g * zOf(t, grads[t]!.length)[i]!, 0);
+      // Central-difference truncation (h^2) plus the loss's float32 rounding (2^-24 relative) over 2h.
+      expect(Math.abs(gz - fd)).toBeLessThan(2e-3 * Math.abs(fd) + (4 * 2 ** -24 * l0) / h);
+      expect(Math.abs(fd)).toBeGreaterThan(1e-2);
     }
   });
 });

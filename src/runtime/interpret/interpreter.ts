@@ -262,6 +262,22 @@ interface Ctx {
   rounding: RoundingModel | undefined;
   /** The parameter each `param` node's value holds (kept only when a rounding model reads it). */
   paramOfValue: Map<number, ParamIR>;
+  /** When set, every evaluated node is appended (reverse-mode gradients, ./gradient.ts). */
+  tape: TapeEntry[] | undefined;
+}
+
+/**
+ * One evaluated node, as reverse-mode differentiation needs it: the tensors it read and wrote, and
+ * the integer attributes and parameter layer as they were at that loop iteration.
+ */
+export interface TapeEntry {
+  node: NodeIR;
+  inputs: Tensor[];
+  out: Tensor;
+  /** The concrete layer of a `param` node of an array parameter. */
+  layer?: number;
+  /** heads and kv_heads of rope and attention, evaluated. */
+  ints: Record<string, number>;
 }
 
 function key(param: string, layer: number | undefined, field: string): string {
@@ -286,6 +302,23 @@ export function runGraph(
   perturb?: Perturbation,
   rounding?: RoundingModel,
 ): Tensor {
+  return evaluateGraph(m, graph, inputs, weights, perturb, rounding, undefined);
+}
+
+/** runGraph without perturbation, appending every evaluated node to `tape` in order. */
+export function recordGraph(m: ModuleIR, graph: string, inputs: Record<string, Tensor>, weights: WeightSource, tape: TapeEntry[]): Tensor {
+  return evaluateGraph(m, graph, inputs, weights, undefined, undefined, tape);
+}
+
+function evaluateGraph(
+  m: ModuleIR,
+  graph: string,
+  inputs: Record<string, Tensor>,
+  weights: WeightSource,
+  perturb: Perturbation | undefined,
+  rounding: RoundingModel | undefined,
+  tape: TapeEntry[] | undefined,
+): Tensor {
   const g = m.graphs.find((x) => x.name === graph);
   if (!g) throw new QzoError(`module ${m.name} has no graph '${graph}' (graphs: ${m.graphs.map((x) => x.name).join(", ")})`);
   if (g.outputs.length !== 1) throw new QzoError(`${graph}: expected one output, found ${g.outputs.length}`);
@@ -293,7 +326,7 @@ export function runGraph(
   const dims = bindDims(m, g, inputs);
   const trainable = new Map<string, number>();
   if (perturb) for (const tt of trainableTensors(m)) trainable.set(key(tt.param, tt.layer, tt.field), tt.t);
-  const ctx: Ctx = { m, g, weights, perturb, trainable, dims, vals: new Map(), paramCache: new Map(), rounding, paramOfValue: new Map() };
+  const ctx: Ctx = { m, g, weights, perturb, trainable, dims, vals: new Map(), paramCache: new Map(), rounding, paramOfValue: new Map(), tape };
   for (const id of g.inputs) ctx.vals.set(id, inputs[g.values[id]!.name ?? `%${id}`]!);
   evalBlock(ctx, g.body);
   const out = ctx.vals.get(g.outputs[0]!);
@@ -310,8 +343,23 @@ function evalBlock(ctx: Ctx, block: BlockIR): void {
     const out = evalNode(ctx, node);
     const id = node.outputs[0]!;
     checkValue(ctx, node, id, out);
+    if (ctx.tape) ctx.tape.push(tapeEntry(ctx, node, out));
     ctx.vals.set(id, out);
   }
+}
+
+function tapeEntry(ctx: Ctx, node: NodeIR, out: Tensor): TapeEntry {
+  const ints: Record<string, number> = {};
+  if (node.op === "rope" || node.op === "attention") ints["heads"] = intAttr(ctx, node, "heads");
+  if (node.op === "attention") ints["kv_heads"] = intAttr(ctx, node, "kv_heads");
+  const idx = node.op === "param" ? node.attrs["index"] : undefined;
+  return {
+    node,
+    inputs: node.inputs.map((id) => get(ctx, id)),
+    out,
+    ints,
+    ...(idx === undefined ? {} : { layer: evalIntExpr(String(idx), ctx.dims) }),
+  };
 }
 
 function evalFor(ctx: Ctx, node: NodeIR): void {
