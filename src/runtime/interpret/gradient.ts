@@ -14,7 +14,7 @@ import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { scaleIndex } from "../quant/types.js";
 import { recordGraph, trainableTensors, type TapeEntry, type Tensor, type WeightSource } from "./interpreter.js";
-import { DISTILL_TAIL_FLOOR } from "./ops.js";
+import { attentionWeights, broadcastIndex, broadcastStrides, DISTILL_TAIL_FLOOR } from "./ops.js";
 
 export interface LossGradient {
   loss: number;
@@ -249,19 +249,9 @@ function attentionBack(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: 
       for (let t = 0; t < T; t++) {
         const qo = (b * T + t) * W + h * hd;
         const n = causal ? t + 1 : S;
-        let mx = -Infinity;
-        for (let j = 0; j < n; j++) {
-          const ko = (b * S + j) * KW + kh * hd;
-          let s = 0;
-          for (let dd = 0; dd < hd; dd++) s += qd[qo + dd]! * kd[ko + dd]!;
-          p[j] = s * scale;
-          if (p[j]! > mx) mx = p[j]!;
-        }
-        let sum = 0;
-        for (let j = 0; j < n; j++) sum += p[j] = Math.exp(p[j]! - mx);
+        attentionWeights(qd, kd, qo, b * S * KW + kh * hd, KW, hd, n, p);
         let pdp = 0;
         for (let j = 0; j < n; j++) {
-          p[j] = p[j]! / sum;
           const vo = (b * S + j) * KW + kh * hd;
           let s = 0;
           for (let dd = 0; dd < hd; dd++) {
@@ -288,31 +278,12 @@ function binaryBack(op: "add" | "sub" | "mul" | "div", a: Tensor, b: Tensor, sha
   const ga = gradOf(a);
   const gb = gradOf(b);
   if (!ga && !gb) return;
-  const n = shape.length;
-  const strides = (s: number[]): number[] => {
-    const p = [...Array<number>(n - s.length).fill(1), ...s];
-    const st = new Array<number>(n).fill(0);
-    let acc = 1;
-    for (let i = n - 1; i >= 0; i--) {
-      st[i] = p[i] === 1 ? 0 : acc;
-      acc *= p[i]!;
-    }
-    return st;
-  };
-  const stA = strides(a.shape);
-  const stB = strides(b.shape);
+  const stA = broadcastStrides(a.shape, shape.length);
+  const stB = broadcastStrides(b.shape, shape.length);
   const ad = f(a);
   const bd = f(b);
   for (let i = 0; i < gy.length; i++) {
-    let rest = i;
-    let ia = 0;
-    let ib = 0;
-    for (let dd = n - 1; dd >= 0; dd--) {
-      const c = rest % shape[dd]!;
-      rest = (rest - c) / shape[dd]!;
-      ia += c * stA[dd]!;
-      ib += c * stB[dd]!;
-    }
+    const [ia, ib] = broadcastIndex(shape, i, stA, stB);
     const g = gy[i]!;
     const x = ad[ia]!;
     const y = bd[ib]!;

@@ -174,7 +174,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHead
   const hd = W / heads;
   if (KW !== kvHeads * hd) throw new QzoError(`attention: k width ${KW} != kv_heads * head_dim = ${kvHeads * hd}`);
   const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(hd);
   const out = f32([B, T, W]);
   const o = out.data;
   const p = new Float64Array(S);
@@ -185,24 +184,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHead
       for (let t = 0; t < T; t++) {
         const qo = (b * T + t) * W + h * hd;
         const n = causal ? t + 1 : S;
-        let mx = -Infinity;
-        for (let j = 0; j < n; j++) {
-          const ko = (b * S + j) * KW + kh * hd;
-          let s = 0;
-          for (let d = 0; d < hd; d++) s += qd[qo + d]! * kd[ko + d]!;
-          s *= scale;
-          p[j] = s;
-          if (s > mx) mx = s;
-        }
-        let sum = 0;
-        for (let j = 0; j < n; j++) {
-          const e = Math.exp(p[j]! - mx);
-          p[j] = e;
-          sum += e;
-        }
+        attentionWeights(qd, kd, qo, b * S * KW + kh * hd, KW, hd, n, p);
         acc.fill(0);
         for (let j = 0; j < n; j++) {
-          const w = p[j]! / sum;
+          const w = p[j]!;
           const vo = (b * S + j) * KW + kh * hd;
           for (let d = 0; d < hd; d++) acc[d] += w * vd[vo + d]!;
         }
@@ -211,6 +196,58 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHead
     }
   }
   return out;
+}
+
+/**
+ * The attention weights p[0, n) of the query at qd[qo, qo + hd) over keys j < n at
+ * kd[k0 + j * KW, + hd): softmax of the float64 scores q . k_j / sqrt(hd).
+ */
+export function attentionWeights(qd: Float32Array, kd: Float32Array, qo: number, k0: number, KW: number, hd: number, n: number, p: Float64Array): void {
+  const scale = 1 / Math.sqrt(hd);
+  let mx = -Infinity;
+  for (let j = 0; j < n; j++) {
+    const ko = k0 + j * KW;
+    let s = 0;
+    for (let d = 0; d < hd; d++) s += qd[qo + d]! * kd[ko + d]!;
+    s *= scale;
+    p[j] = s;
+    if (s > mx) mx = s;
+  }
+  let sum = 0;
+  for (let j = 0; j < n; j++) {
+    const e = Math.exp(p[j]! - mx);
+    p[j] = e;
+    sum += e;
+  }
+  for (let j = 0; j < n; j++) p[j] = p[j]! / sum;
+}
+
+/**
+ * The row-major strides of shape s right-aligned to rank n, 0 along the dimensions of size 1 (NumPy
+ * broadcasting), and the flat index into each operand of output element i of `shape`.
+ */
+export function broadcastStrides(s: readonly number[], n: number): number[] {
+  const padded = [...Array<number>(n - s.length).fill(1), ...s];
+  const st = new Array<number>(n).fill(0);
+  let acc = 1;
+  for (let i = n - 1; i >= 0; i--) {
+    st[i] = padded[i] === 1 ? 0 : acc;
+    acc *= padded[i]!;
+  }
+  return st;
+}
+
+export function broadcastIndex(shape: readonly number[], i: number, stA: readonly number[], stB: readonly number[]): [number, number] {
+  let rest = i;
+  let ia = 0;
+  let ib = 0;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    const c = rest % shape[d]!;
+    rest = (rest - c) / shape[d]!;
+    ia += c * stA[d]!;
+    ib += c * stB[d]!;
+  }
+  return [ia, ib];
 }
 
 // ------------------------------------------------------------------ elementwise
@@ -316,28 +353,11 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   });
   const out = f32(shape);
   const o = out.data;
-  const strides = (s: number[]) => {
-    const st = new Array<number>(n).fill(0);
-    let acc = 1;
-    for (let i = n - 1; i >= 0; i--) {
-      st[i] = s[i] === 1 ? 0 : acc;
-      acc *= s[i]!;
-    }
-    return st;
-  };
-  const stA = strides(sa);
-  const stB = strides(sb);
+  const stA = broadcastStrides(a.shape, n);
+  const stB = broadcastStrides(b.shape, n);
   const f = { add: (x: number, y: number) => x + y, sub: (x: number, y: number) => x - y, mul: (x: number, y: number) => x * y, div: (x: number, y: number) => x / y }[op];
   for (let i = 0; i < o.length; i++) {
-    let rest = i;
-    let ia = 0;
-    let ib = 0;
-    for (let d = n - 1; d >= 0; d--) {
-      const c = rest % shape[d]!;
-      rest = (rest - c) / shape[d]!;
-      ia += c * stA[d]!;
-      ib += c * stB[d]!;
-    }
+    const [ia, ib] = broadcastIndex(shape, i, stA, stB);
     o[i] = f(ad[ia]!, bd[ib]!);
   }
   return out;
