@@ -1,6 +1,7 @@
 /**
  * How much of the quantization gap the scales can recover at all, and how much of it QZO gets (a
- * program, not a test). On stories260K Q4_0 (bundled), for the distillation loss (the F32 model's
+ * program, not a test). On stories260K Q4_0 (bundled; babyllama Q4_0 from the shared test models
+ * with `--models babyllama`), for the distillation loss (the F32 model's
  * top-16, `qzo distill`) and the language-modelling loss on the text the F32 model wrote
  * (data/stories260K-self), it trains the same trainable scales two ways:
  *
@@ -16,7 +17,7 @@
  * by each kind of weight. Writes bench/results/scale-ceiling-cpu-<date>.{txt,json}.
  *
  *   npm run bench:ceiling
- *   node dist/bench/scale-ceiling.js --steps 300 --batch 4 --lr 1e-2 --qzo-steps 1500 --no-write
+ *   node dist/bench/scale-ceiling.js --models babyllama --losses distill --steps 100 --qzo-steps 3600 --label babyllama
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,8 +35,11 @@ import { packageRoot } from "../src/util/package-root.js";
 const root = packageRoot();
 const CLI = join(root, "dist", "src", "cli", "qzo.js");
 const SELF = join(root, "dist", "bench", "scale-ceiling.js");
-const Q4 = join(root, "models/weights/stories260K/stories260K-q4_0.gguf");
-const F32 = join(root, "models/weights/stories260K/stories260K-f32.gguf");
+const SHARED = join(root, "..", "shared", "models", "gguf");
+const MODELS: Record<string, { q4: string; f32: string }> = {
+  stories260K: { q4: join(root, "models/weights/stories260K/stories260K-q4_0.gguf"), f32: join(root, "models/weights/stories260K/stories260K-f32.gguf") },
+  babyllama: { q4: join(SHARED, "babyllama-tok105-q4_0.gguf"), f32: join(SHARED, "babyllama-tok105-f32.gguf") },
+};
 const TEXT = join(root, "data", "stories260K-self", "train.txt");
 const HELD = join(root, "data", "stories260K-self", "eval.txt");
 
@@ -48,6 +52,12 @@ const steps = Number(arg("--steps") ?? 300);
 const batch = Number(arg("--batch") ?? 4);
 const lr = Number(arg("--lr") ?? 1e-2);
 const qzoSteps = Number(arg("--qzo-steps") ?? 1500);
+const modelName = arg("--models") ?? "stories260K";
+const losses = (arg("--losses") ?? "distill,lm").split(",");
+const label = arg("--label");
+const model = MODELS[modelName];
+if (!model) throw new Error(`--models ${modelName}: expected one of ${Object.keys(MODELS).join(", ")}`);
+const { q4: Q4, f32: F32 } = model;
 const SEED = 1;
 
 async function qzo(args: string[]): Promise<string> {
@@ -138,10 +148,10 @@ const distillData = join(work, "train.distill");
 await qzo(["distill", "--model", F32, "--data", TEXT, "--out", distillData]);
 const dataOf = (loss: string) => (loss === "distill" ? distillData : TEXT);
 
-const jobs = ["distill", "lm"].flatMap((loss) => [
+const jobs = losses.flatMap((loss) => [
   async () => {
     const result = join(work, `${loss}.json`);
-    await execa("node", [SELF, "--worker", "--loss", loss, "--data", dataOf(loss), "--dir", work, "--result", result, "--steps", String(steps), "--batch", String(batch), "--lr", String(lr)], { env: { QZO_THREADS: "1" } });
+    await execa("node", [SELF, "--worker", "--models", modelName, "--loss", loss, "--data", dataOf(loss), "--dir", work, "--result", result, "--steps", String(steps), "--batch", String(batch), "--lr", String(lr)], { env: { QZO_THREADS: "1" } });
     const fo = JSON.parse(readFileSync(result, "utf8")) as FirstOrder;
     const scoredPoints = [];
     for (const [s, sec, file] of fo.points) {
@@ -169,14 +179,14 @@ rmSync(work, { recursive: true, force: true });
 const date = new Date().toISOString().slice(0, 10);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const lines = [
-  `How much of the Q4_0 gap the scales can recover: first-order Adam against QZO, stories260K, ${date}`,
+  `How much of the Q4_0 gap the scales can recover: first-order Adam against QZO, ${modelName}, ${date}`,
   `machine: ${machine.cpu} (${machine.cores} cores), Node ${process.version}; ${((Date.now() - t0) / 60000).toFixed(1)} minutes`,
   `held-out: data/stories260K-self/eval.txt; F32 ${ref.f32.toFixed(4)}, Q4_0 ${ref.q4.toFixed(4)}; gap recovered = (Q4_0 - run) / (Q4_0 - F32)`,
   `first order: Adam on s = s0 (1 + theta), lr ${lr} linear to 0 over ${steps} steps, batch ${batch}, exact gradients (interpreter, one thread)`,
   "",
   "loss     method                        steps  sequences  seconds  held-out  gap recovered",
 ];
-for (const loss of ["distill", "lm"]) {
+for (const loss of losses) {
   for (const r of results.filter((x) => x.loss === loss)) {
     if (r.kind === "qzo") {
       lines.push(`${loss.padEnd(8)} ${`QZO (lr ${r.lr}, batch ${r.batch})`.padEnd(29)} ${String(r.steps).padStart(5)}  ${String(2 * r.steps * r.batch).padStart(9)}  ${r.seconds.toFixed(0).padStart(7)}  ${r.heldOut.toFixed(4).padStart(8)}  ${pct(r.recovered).padStart(13)}`);
@@ -199,8 +209,8 @@ process.stdout.write(text);
 if (!process.argv.includes("--no-write")) {
   const dir = join(root, "bench", "results");
   mkdirSync(dir, { recursive: true });
-  const base = join(dir, `scale-ceiling-cpu-${date}`);
+  const base = join(dir, `scale-ceiling-cpu-${date}${label ? `-${label}` : ""}`);
   writeFileSync(`${base}.txt`, text);
-  writeFileSync(`${base}.json`, JSON.stringify({ date, machine, ref, steps, batch, lr, qzoSteps, results }, null, 2) + "\n");
+  writeFileSync(`${base}.json`, JSON.stringify({ date, machine, model: modelName, ref, steps, batch, lr, qzoSteps, results }, null, 2) + "\n");
   process.stderr.write(`scale-ceiling: wrote ${base}.txt and .json\n`);
 }
