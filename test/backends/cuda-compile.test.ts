@@ -1,7 +1,8 @@
 /**
  * The generated CUDA compiles, for every shipped spec and format (the overrides of
- * cpu-vs-interpreter.test.ts): each variant to an sm_80 object (nvcc -c --keep), whose PTX must
- * use the tensor cores (mma.sync m16n8k16) fed by ldmatrix; one spec as the full fat library
+ * cpu-vs-interpreter.test.ts): each variant to an sm_80 object (nvcc -c --keep at -O1, a compile
+ * check: the same source and front end as the -O3 build, optimized less), whose PTX must use the
+ * tensor cores (mma.sync m16n8k16) fed by ldmatrix; one spec as the full fat library at -O3
  * (sm_80, sm_89, sm_90a, static CUDA runtime). Nothing here runs on a GPU: on a machine without
  * one, the library must say so in one line, and the CUDA kernel backend must fail with one line that
  * says what to do. Skipped (with a message) where nvcc is missing.
@@ -69,7 +70,7 @@ describe.skipIf(!nvcc)("generated CUDA compiles with nvcc", () => {
     const jobs: (() => Promise<void>)[] = cases.map(([name, spec, over, archs]) => async () => {
       const t0 = Date.now();
       try {
-        objects.set(name, await buildCudaLibraryAsync(source(spec, over).gen, { archs, objectOnly: true, keep: true }));
+        objects.set(name, await buildCudaLibraryAsync(source(spec, over).gen, { archs, objectOnly: true, checkOnly: true, keep: true }));
       } catch (e) {
         objects.set(name, e as Error);
       }
@@ -138,7 +139,7 @@ describe.skipIf(!nvcc)("the benchmark's CUDA code compiles", () => {
       expect(r.diagnostics.map((d) => d.message)).toEqual([]);
       const gen = TARGETS.cuda.generate(compileArtifact(r.modules[0]!, { graphs: ["l2"], pipeline }));
       expect(gen.files[0]!.text).toMatch(/qzo::mse_partial<<</);
-      const built = await buildCudaLibraryAsync(gen, { archs: ["90a"], objectOnly: true });
+      const built = await buildCudaLibraryAsync(gen, { archs: ["90a"], objectOnly: true, checkOnly: true });
       expect(built.path).toMatch(/\.o$/);
     }
   }, 300_000);
