@@ -68,20 +68,19 @@ export function lossGradient(m: ModuleIR, graph: string, inputs: Record<string, 
   });
   for (const [w, where] of paramOf) {
     const g = grads.get(w);
+    if (!g) continue;
     const v = weights.get(where.param, where.layer);
     for (const { t, field } of fields.get(`${where.param}#${where.layer ?? ""}`)!) {
       if (v.kind === "float") {
-        if (g) result[t] = Float64Array.from(g);
+        result[t] = Float64Array.from(g);
         continue;
       }
       const q = v.tensor;
       const r = result[t]!;
-      if (g) {
-        for (let row = 0; row < q.rows; row++) {
-          for (let c = 0; c < q.cols; c++) {
-            const j = row * q.cols + c;
-            r[scaleIndex(q.format, q.cols, row, c)] += field === "scale" ? q.values[j]! * g[j]! : g[j]!;
-          }
+      for (let row = 0; row < q.rows; row++) {
+        for (let c = 0; c < q.cols; c++) {
+          const j = row * q.cols + c;
+          r[scaleIndex(q.format, q.cols, row, c)] += field === "scale" ? q.values[j]! * g[j]! : g[j]!;
         }
       }
     }
