@@ -17,31 +17,11 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa } from "execa";
 import { machineInfo } from "../src/runtime/bench/machine.js";
 import { packageRoot } from "../src/util/package-root.js";
+import { heldOutLoss, MODELS, pool, qzo, TEXT } from "./cli-runs.js";
 
 const root = packageRoot();
-const CLI = join(root, "dist", "src", "cli", "qzo.js");
-const TEXT = join(root, "data", "stories260K-self", "train.txt");
-const HELD = join(root, "data", "stories260K-self", "eval.txt");
-const SHARED = join(root, "..", "shared", "models");
-
-interface ModelDef {
-  name: string;
-  q4: string;
-  f32: string;
-  tokenizer?: string;
-}
-
-const MODELS: ModelDef[] = [
-  { name: "stories260K", q4: join(root, "models/weights/stories260K/stories260K-q4_0.gguf"), f32: join(root, "models/weights/stories260K/stories260K-f32.gguf") },
-  {
-    name: "babyllama",
-    q4: join(SHARED, "gguf/babyllama-tok105-q4_0.gguf"),
-    f32: join(SHARED, "gguf/babyllama-tok105-f32.gguf"),
-  },
-];
 
 /** A variant: extra `qzo train` flags, and its forward passes per step (2 per direction). */
 interface Variant {
@@ -78,30 +58,6 @@ const only = arg("--variants")?.split(",");
 const write = !process.argv.includes("--no-write");
 const label = arg("--label");
 
-async function qzo(args: string[]): Promise<string> {
-  const r = await execa("node", [CLI, ...args], { reject: false, env: { QZO_THREADS: "1" } });
-  if (r.exitCode !== 0) throw new Error(`qzo ${args.join(" ")}: ${r.stderr.slice(-800)}`);
-  return r.stdout;
-}
-
-/** Held-out language-modelling loss (nats per token) of a model on eval.txt. */
-async function heldOut(model: string): Promise<number> {
-  return (JSON.parse(await qzo(["eval", "--model", model, "--data", HELD, "--json", "--device", "cpu"])) as { loss: number }).loss;
-}
-
-/** Runs jobs two at a time (two cores, one thread each). */
-async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await jobs[i]!();
-    }
-  }));
-  return out;
-}
-
 interface Run {
   model: string;
   loss: string;
@@ -125,7 +81,7 @@ for (const m of MODELS.filter((x) => modelNames.includes(x.name))) {
     process.stderr.write(`qzo-ablation: ${m.name} skipped (${m.q4} or ${m.f32} missing)\n`);
     continue;
   }
-  const ref = { f32: await heldOut(m.f32), q4: await heldOut(m.q4) };
+  const ref = { f32: await heldOutLoss(m.f32), q4: await heldOutLoss(m.q4) };
   refs[m.name] = ref;
   for (const loss of losses) {
     let data = TEXT;
@@ -143,7 +99,7 @@ for (const m of MODELS.filter((x) => modelNames.includes(x.name))) {
         const curve = readFileSync(join(out, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step?: number; eval_loss?: number })
           .filter((r) => r.eval_loss !== undefined)
           .map((r): [number, number] => [r.step! * v.passesPerStep, r.eval_loss!]);
-        const held = await heldOut(join(out, "model.gguf"));
+        const held = await heldOutLoss(join(out, "model.gguf"));
         rmSync(out, { recursive: true, force: true });
         const run = { model: m.name, loss, variant: v.name, seed, steps, heldOut: held, recovered: (ref.q4 - held) / (ref.q4 - ref.f32), curve, seconds: (Date.now() - s0) / 1000 };
         process.stderr.write(`qzo-ablation: ${m.name} ${loss} ${v.name} seed ${seed}: held-out ${held.toFixed(4)}, ${(100 * run.recovered).toFixed(1)}% of the gap, ${run.seconds.toFixed(0)} s\n`);

@@ -25,24 +25,17 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { createInterpreterBackend } from "../src/runtime/backends/interp-backend.js";
 import { machineInfo } from "../src/runtime/bench/machine.js";
-import { batchOrder, loadDataset, makeBatch } from "../src/runtime/data/dataset.js";
+import { batchOrder, datasetSize, loadDataset, makeBatch } from "../src/runtime/data/dataset.js";
 import { lossGradient } from "../src/runtime/interpret/gradient.js";
 import { bindModel } from "../src/runtime/load/bind.js";
 import { modelTokenizer } from "../src/runtime/load/tokenizer.js";
 import { modelSha256, saveScalesCheckpoint } from "../src/runtime/train/checkpoint.js";
+import { heldOutCount } from "../src/runtime/train/run.js";
 import { packageRoot } from "../src/util/package-root.js";
+import { heldOutLoss, MODELS, pool, qzo, TEXT } from "./cli-runs.js";
 
 const root = packageRoot();
-const CLI = join(root, "dist", "src", "cli", "qzo.js");
 const SELF = join(root, "dist", "bench", "scale-ceiling.js");
-const SHARED = join(root, "..", "shared", "models", "gguf");
-const MODELS: Record<string, { q4: string; f32: string }> = {
-  stories260K: { q4: join(root, "models/weights/stories260K/stories260K-q4_0.gguf"), f32: join(root, "models/weights/stories260K/stories260K-f32.gguf") },
-  babyllama: { q4: join(SHARED, "babyllama-tok105-q4_0.gguf"), f32: join(SHARED, "babyllama-tok105-f32.gguf") },
-};
-const TEXT = join(root, "data", "stories260K-self", "train.txt");
-const HELD = join(root, "data", "stories260K-self", "eval.txt");
-
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -55,21 +48,10 @@ const qzoSteps = Number(arg("--qzo-steps") ?? 1500);
 const modelName = arg("--models") ?? "stories260K";
 const losses = (arg("--losses") ?? "distill,lm").split(",");
 const label = arg("--label");
-const model = MODELS[modelName];
-if (!model) throw new Error(`--models ${modelName}: expected one of ${Object.keys(MODELS).join(", ")}`);
+const model = MODELS.find((x) => x.name === modelName);
+if (!model) throw new Error(`--models ${modelName}: expected one of ${MODELS.map((x) => x.name).join(", ")}`);
 const { q4: Q4, f32: F32 } = model;
 const SEED = 1;
-
-async function qzo(args: string[]): Promise<string> {
-  const r = await execa("node", [CLI, ...args], { reject: false, env: { QZO_THREADS: "1" } });
-  if (r.exitCode !== 0) throw new Error(`qzo ${args.join(" ")}: ${r.stderr.slice(-800)}`);
-  return r.stdout;
-}
-
-async function heldOut(model: string, checkpoint?: string): Promise<number> {
-  const ck = checkpoint ? ["--checkpoint", checkpoint] : [];
-  return (JSON.parse(await qzo(["eval", "--model", model, ...ck, "--data", HELD, "--json", "--device", "cpu"])) as { loss: number }).loss;
-}
 
 interface FirstOrder {
   loss: string;
@@ -83,8 +65,8 @@ interface FirstOrder {
 function firstOrder(loss: string, data: string, dir: string): FirstOrder {
   const bound = bindModel(Q4);
   const ds = loadDataset(data, modelTokenizer(bound.checkpoint), 128);
-  const n = ds.kind === "lm" ? ds.windows.length : ds.kind === "distill" ? ds.windows.length : 0;
-  const train = n - Math.max(1, Math.round(n / 10));
+  const n = datasetSize(ds);
+  const train = n - heldOutCount(n);
   const be = createInterpreterBackend(bound, { loss });
   const s0 = be.values().map((v) => Float32Array.from(v));
   const theta = s0.map((v) => new Float64Array(v.length));
@@ -142,7 +124,7 @@ if (process.argv.includes("--worker")) {
 const work = mkdtempSync(join(tmpdir(), "qzo-ceiling-"));
 const machine = machineInfo();
 const t0 = Date.now();
-const ref = { f32: await heldOut(F32), q4: await heldOut(Q4) };
+const ref = { f32: await heldOutLoss(F32), q4: await heldOutLoss(Q4) };
 const gap = (loss: number) => (ref.q4 - loss) / (ref.q4 - ref.f32);
 const distillData = join(work, "train.distill");
 await qzo(["distill", "--model", F32, "--data", TEXT, "--out", distillData]);
@@ -155,7 +137,7 @@ const jobs = losses.flatMap((loss) => [
     const fo = JSON.parse(readFileSync(result, "utf8")) as FirstOrder;
     const scoredPoints = [];
     for (const [s, sec, file] of fo.points) {
-      const h = await heldOut(Q4, file);
+      const h = await heldOutLoss(Q4, file);
       scoredPoints.push({ step: s, seconds: sec, heldOut: h, recovered: gap(h) });
     }
     return { kind: "first order" as const, loss, points: scoredPoints, gradientShare: fo.gradientShare };
@@ -165,15 +147,11 @@ const jobs = losses.flatMap((loss) => [
     const s0 = Date.now();
     await qzo(["train", "--model", Q4, "--data", dataOf(loss), "--out", out, "--device", "cpu", "--steps", String(qzoSteps), "--eval-every", "0", "--seed", String(SEED)]);
     const header = JSON.parse(readFileSync(join(out, "log.jsonl"), "utf8").split("\n")[0]!) as { batch: number; lr: number };
-    const h = await heldOut(join(out, "model.gguf"));
+    const h = await heldOutLoss(join(out, "model.gguf"));
     return { kind: "qzo" as const, loss, batch: header.batch, lr: header.lr, steps: qzoSteps, seconds: (Date.now() - s0) / 1000, heldOut: h, recovered: gap(h) };
   },
 ]);
-const results: Awaited<ReturnType<(typeof jobs)[number]>>[] = [];
-let next = 0;
-await Promise.all([0, 1].map(async () => {
-  while (next < jobs.length) results.push(await jobs[next++]!());
-}));
+const results = await pool<Awaited<ReturnType<(typeof jobs)[number]>>>(jobs);
 rmSync(work, { recursive: true, force: true });
 
 const date = new Date().toISOString().slice(0, 10);

@@ -14,7 +14,7 @@ import type { ModuleIR } from "../../compiler/ir/ir.js";
 import { QzoError } from "../../util/errors.js";
 import { scaleIndex } from "../quant/types.js";
 import { recordGraph, trainableTensors, type TapeEntry, type Tensor, type WeightSource } from "./interpreter.js";
-import { attentionWeights, broadcastIndex, broadcastStrides, DISTILL_TAIL_FLOOR } from "./ops.js";
+import { attentionWeights, broadcastIndices, DISTILL_TAIL_FLOOR, softmaxStats } from "./ops.js";
 
 export interface LossGradient {
   loss: number;
@@ -277,27 +277,22 @@ function binaryBack(op: "add" | "sub" | "mul" | "div", a: Tensor, b: Tensor, sha
   const ga = gradOf(a);
   const gb = gradOf(b);
   if (!ga && !gb) return;
-  const stA = broadcastStrides(a.shape, shape.length);
-  const stB = broadcastStrides(b.shape, shape.length);
+  const [ia, ib] = broadcastIndices(shape, a.shape, b.shape);
   const ad = f(a);
   const bd = f(b);
   for (let i = 0; i < gy.length; i++) {
-    const [ia, ib] = broadcastIndex(shape, i, stA, stB);
     const g = gy[i]!;
-    const x = ad[ia]!;
-    const y = bd[ib]!;
-    if (ga) ga[ia] += op === "mul" ? g * y : op === "div" ? g / y : g;
-    if (gb) gb[ib] += op === "mul" ? g * x : op === "div" ? (-g * x) / (y * y) : op === "sub" ? -g : g;
+    const x = ad[ia[i]!]!;
+    const y = bd[ib[i]!]!;
+    if (ga) ga[ia[i]!] += op === "mul" ? g * y : op === "div" ? g / y : g;
+    if (gb) gb[ib[i]!] += op === "mul" ? g * x : op === "div" ? (-g * x) / (y * y) : op === "sub" ? -g : g;
   }
 }
 
 /** The softmax of logits row o (length V) into p. */
 function softmaxRow(l: Float32Array, o: number, V: number, p: Float64Array): void {
-  let mx = -Infinity;
-  for (let v = 0; v < V; v++) if (l[o + v]! > mx) mx = l[o + v]!;
-  let se = 0;
-  for (let v = 0; v < V; v++) se += p[v] = Math.exp(l[o + v]! - mx);
-  for (let v = 0; v < V; v++) p[v] = p[v]! / se;
+  const { mx, se } = softmaxStats(l, o, V);
+  for (let v = 0; v < V; v++) p[v] = Math.exp(l[o + v]! - mx) / se;
 }
 
 /** The masked mean's weights m[b, t] / sum m over t >= 1 (the positions the loss averages). */

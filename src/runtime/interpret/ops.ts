@@ -223,29 +223,33 @@ export function attentionWeights(qd: Float32Array, kd: Float32Array, qo: number,
 }
 
 /**
- * The row-major strides of shape s right-aligned to rank n, 0 along the dimensions of size 1 (NumPy
- * broadcasting), and the flat index into each operand of output element i of `shape`.
+ * NumPy broadcasting of a and b to `shape` (aligned from the last dimension, size-1 dimensions
+ * repeated): for each output element i, the flat index into a and into b.
  */
-export function broadcastStrides(s: readonly number[], n: number): number[] {
-  const padded = [...Array<number>(n - s.length).fill(1), ...s];
-  const st = new Array<number>(n).fill(0);
-  let acc = 1;
-  for (let i = n - 1; i >= 0; i--) {
-    st[i] = padded[i] === 1 ? 0 : acc;
-    acc *= padded[i]!;
-  }
-  return st;
-}
-
-export function broadcastIndex(shape: readonly number[], i: number, stA: readonly number[], stB: readonly number[]): [number, number] {
-  let rest = i;
-  let ia = 0;
-  let ib = 0;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    const c = rest % shape[d]!;
-    rest = (rest - c) / shape[d]!;
-    ia += c * stA[d]!;
-    ib += c * stB[d]!;
+export function broadcastIndices(shape: readonly number[], a: readonly number[], b: readonly number[]): [Int32Array, Int32Array] {
+  const n = shape.length;
+  const strides = (s: readonly number[]): number[] => {
+    const padded = [...Array<number>(n - s.length).fill(1), ...s];
+    const st = new Array<number>(n).fill(0);
+    let acc = 1;
+    for (let d = n - 1; d >= 0; d--) {
+      st[d] = padded[d] === 1 ? 0 : acc;
+      acc *= padded[d]!;
+    }
+    return st;
+  };
+  const stA = strides(a);
+  const stB = strides(b);
+  const ia = new Int32Array(numel(shape));
+  const ib = new Int32Array(ia.length);
+  for (let i = 0; i < ia.length; i++) {
+    let rest = i;
+    for (let d = n - 1; d >= 0; d--) {
+      const c = rest % shape[d]!;
+      rest = (rest - c) / shape[d]!;
+      ia[i] += c * stA[d]!;
+      ib[i] += c * stB[d]!;
+    }
   }
   return [ia, ib];
 }
@@ -353,13 +357,9 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   });
   const out = f32(shape);
   const o = out.data;
-  const stA = broadcastStrides(a.shape, n);
-  const stB = broadcastStrides(b.shape, n);
+  const [ia, ib] = broadcastIndices(shape, a.shape, b.shape);
   const f = { add: (x: number, y: number) => x + y, sub: (x: number, y: number) => x - y, mul: (x: number, y: number) => x * y, div: (x: number, y: number) => x / y }[op];
-  for (let i = 0; i < o.length; i++) {
-    const [ia, ib] = broadcastIndex(shape, i, stA, stB);
-    o[i] = f(ad[ia]!, bd[ib]!);
-  }
+  for (let i = 0; i < o.length; i++) o[i] = f(ad[ia[i]!]!, bd[ib[i]!]!);
   return out;
 }
 
@@ -478,7 +478,8 @@ export function timestepEmbedding(t: Tensor, dim: number, flip: boolean, shift: 
 // ------------------------------------------------------------------ losses
 
 /** The max of row = logits[o .. o + V) and the sum of exp(row - max), in float64. */
-function softmaxStats(l: Float32Array, o: number, V: number): { mx: number; se: number } {
+/** The max and the sum of exp(l - max) of logits row o (length V), in float64. */
+export function softmaxStats(l: Float32Array, o: number, V: number): { mx: number; se: number } {
   let mx = -Infinity;
   for (let i = 0; i < V; i++) if (l[o + i]! > mx) mx = l[o + i]!;
   let se = 0;

@@ -225,6 +225,11 @@ function splitLatents(o: TrainRunOptions, ds: LatentsDataset, inputs: string[], 
   return heldOut(o, data(ds), () => data(loadLatents(o.eval!)));
 }
 
+/** How many of n >= 2 examples the trainer holds out for evaluation when no --eval is given: the last tenth. */
+export function heldOutCount(n: number): number {
+  return Math.max(1, Math.round(n / 10));
+}
+
 function heldOut(o: TrainRunOptions, all: TrainData, loadEval: () => TrainData): { train: TrainData; eval?: TrainData; what: string } {
   const n = all.size;
   if (o.eval) {
@@ -232,7 +237,7 @@ function heldOut(o: TrainRunOptions, all: TrainData, loadEval: () => TrainData):
     return { train: all, eval: ev, what: `${o.eval} (${ev.size} examples)` };
   }
   if (n < 2) return { train: all, what: "none (one example)" };
-  const held = Math.max(1, Math.round(n / 10));
+  const held = heldOutCount(n);
   return { train: subset(all, 0, n - held), eval: subset(all, n - held, n), what: `the last ${held} of ${n} examples of ${o.data}` };
 }
 

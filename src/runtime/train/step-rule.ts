@@ -51,6 +51,12 @@ export function momentumWindow(beta: number): number {
   return beta > 0 ? Math.ceil(Math.log(MOMENTUM_TAIL) / Math.log(beta)) : 1;
 }
 
+/** A usage error (exit 2) naming the first bad setting of a step rule. */
+export function checkStepRuleHyper(hp: StepRuleHyper): void {
+  if (!(hp.momentum >= 0 && hp.momentum < 1)) throw new QzoError(`momentum must be in [0, 1), got ${hp.momentum}`, 2);
+  if (hp.stepSize !== "constant" && hp.stepSize !== "rms") throw new QzoError(`step size is constant or rms, got '${String(hp.stepSize)}'`, 2);
+}
+
 export class StepRule {
   private v = 0;
   private n = 0;
@@ -58,8 +64,7 @@ export class StepRule {
   private window: { step: number; dirs: Direction[] }[] = [];
 
   constructor(private readonly hp: StepRuleHyper) {
-    if (!(hp.momentum >= 0 && hp.momentum < 1)) throw new QzoError(`momentum must be in [0, 1), got ${hp.momentum}`, 2);
-    if (hp.stepSize !== "constant" && hp.stepSize !== "rms") throw new QzoError(`step_size is constant or rms, got ${String(hp.stepSize)}`, 2);
+    checkStepRuleHyper(hp);
   }
 
   /** The updates of step `step` with learning rate `lr` (the schedule's), given its K directions. */

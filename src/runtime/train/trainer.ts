@@ -54,7 +54,7 @@ import { CollectiveError, PeerLostError, SOLO, decideOnRoot, sameOnAllRanks, sha
 import { loadScalesCheckpoint, saveScalesCheckpoint } from "./checkpoint.js";
 import { Progress, type ProgressState } from "./progress.js";
 import { checkSchedule, learningRate, type ScheduleKind } from "./schedule.js";
-import { StepRule, type StepSize } from "./step-rule.js";
+import { checkStepRuleHyper, StepRule, type StepSize } from "./step-rule.js";
 
 /**
  * Training examples addressed by index. `step` is given for a training step's batch (data that
@@ -203,9 +203,8 @@ export function checkHyper(hp: TrainHyper): void {
   if (!(hp.clip >= 0)) throw bad(`the clip threshold must be >= 0, got ${hp.clip}`);
   if (!Number.isInteger(hp.directions) || hp.directions < 1) throw bad(`directions must be an integer >= 1, got ${hp.directions}`);
   if (hp.z !== "gaussian" && hp.z !== "rademacher") throw bad(`unknown z distribution '${String(hp.z)}' (gaussian, rademacher)`);
-  if (!(hp.momentum >= 0 && hp.momentum < 1)) throw bad(`momentum must be in [0, 1), got ${hp.momentum}`);
+  checkStepRuleHyper(hp);
   if (!Number.isInteger(hp.tensorPeriod) || hp.tensorPeriod < 1 || hp.tensorPeriod >= 2 ** 32) throw bad(`the tensor period must be an integer >= 1, got ${hp.tensorPeriod}`);
-  if (hp.stepSize !== "constant" && hp.stepSize !== "rms") throw bad(`step size is constant or rms, got '${String(hp.stepSize)}'`);
   if (!(hp.scaleFloor >= 0) || !Number.isFinite(hp.scaleFloor)) throw bad(`the scale floor must be a number >= 0, got ${hp.scaleFloor}`);
   if (!Number.isInteger(hp.batch) || hp.batch < 1) throw bad(`batch must be an integer >= 1, got ${hp.batch}`);
   if (!Number.isInteger(hp.evalEvery) || hp.evalEvery < 0) throw bad(`eval-every must be an integer >= 0, got ${hp.evalEvery}`);
