@@ -166,6 +166,9 @@ describe("bad model files and flags: one line, no stack trace", () => {
     const r = await qzo("generate", "--model", STORIES, "-n", "many");
     expect(r.exitCode).toBe(2);
     oneLine(r);
+    const q = await qzo("quantize", "--model", STORIES, "--out", join(mkdtempSync(join(tmpdir(), "qzo-q-")), "out"), "--set", "outer=nf4");
+    expect(q.exitCode).toBe(2);
+    expect(q.stderr.trim()).toBe("qzo: --set: aqlm_2x8 quantizes every decoder-layer linear; --set chooses the nf4 weights");
   });
 
   it.skipIf(cudaAvailable().ok)("--device cuda without a GPU says what was found and what to do", async () => {

@@ -149,7 +149,7 @@ describe("qzo train", () => {
     expect(r2.stderr.trim().split("\n")).toHaveLength(1);
     expect(r2.stderr).toMatch(/^qzo: .*bad\.jsonl:2: bad JSON/);
     expect(existsSync(join(run, "scales.safetensors"))).toBe(false);
-    for (const args of [["--z", "uniform"], ["--schedule", "step"], ["--seed", "-1"], ["--steps", "1.5"], ["--relative-eps", "--absolute-eps"]]) {
+    for (const args of [["--z", "uniform"], ["--schedule", "step"], ["--seed", "-1"], ["--steps", "1.5"], ["--relative-eps", "--absolute-eps"], ["--momentum", "1"], ["--tensor-period", "0"], ["--step-size", "adam"]]) {
       const r3 = await qzo("train", "--model", Q4, "--data", bad, "--out", run, ...args);
       expect(r3.exitCode, args.join(" ")).toBe(2);
       expect(r3.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);

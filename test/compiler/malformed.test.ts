@@ -402,6 +402,13 @@ describe("train block errors", () => {
   it("bad z distribution", () => {
     expect(check(train("z = uniform"))).toEqual(["bad.qzo:29:9: error: 'z' is one of gaussian, rademacher, found 'uniform'"]);
   });
+  it("momentum of 1 or more, a tensor period below 1, an unknown step size", () => {
+    expect(check(train("momentum = 1", "tensor_period = 0", "step_size = adam"))).toEqual([
+      "bad.qzo:29:16: error: 'momentum' must be below 1, found 1",
+      "bad.qzo:30:21: error: 'tensor_period' must be at least 1, found 0",
+      "bad.qzo:31:17: error: 'step_size' is one of constant, rms, found 'adam'",
+    ]);
+  });
   it("bad schedule", () => {
     expect(check(train("schedule = exponential"))).toEqual(["bad.qzo:29:16: error: 'schedule' is one of constant, linear, cosine, found 'exponential'"]);
   });

@@ -543,6 +543,13 @@ describe("perturbation and the trainable manifest", () => {
       expect(Math.abs(fd)).toBeGreaterThan(1e-2);
     }
   });
+
+  it("an op reverse mode does not cover is one line naming it and where the spec uses it", () => {
+    const gelu = compile(TINY.replace("return mse(f(x), y)", "return mse(gelu(f(x)), y)"));
+    expect(() => lossGradient(gelu, "m", { x, y }, mapSource(base))).toThrow(
+      new QzoError(`no gradient for op 'gelu' (${path.join(repoRoot, "models/interpret-test-virtual.qzo")}:16:16): reverse mode covers the language-model ops`),
+    );
+  });
 });
 
 // ------------------------------------------------------------------ tiny llama: graph plumbing

@@ -15,7 +15,7 @@ import { bindModel, type BoundModel } from "../../src/runtime/load/bind.js";
 import { modelTokenizer } from "../../src/runtime/load/tokenizer.js";
 import type { Tokenizer } from "../../src/runtime/tokenizer/index.js";
 import { stepSeedPair } from "../../src/runtime/rng/direction.js";
-import { loadScalesCheckpoint } from "../../src/runtime/train/checkpoint.js";
+import { loadScalesCheckpoint, saveScalesCheckpoint } from "../../src/runtime/train/checkpoint.js";
 import { createInterpreterBackend } from "../../src/runtime/backends/interp-backend.js";
 import { Progress } from "../../src/runtime/train/progress.js";
 import { learningRate } from "../../src/runtime/train/schedule.js";
@@ -287,6 +287,32 @@ describe("step rules: seed-space momentum and the rms step size", () => {
       expect(sameBits(resumed.backend.values(), a.backend.values())).toBe(true);
     }
   }, 120_000);
+
+  it("resuming a momentum run from a checkpoint without the rule's state, or with a damaged one, is one line naming the checkpoint", async () => {
+    const ds = loadDataset(dataFile, tok, 32);
+    const all = datasetData(ds);
+    const split = { train: subset(all, 0, all.size - 2), eval: subset(all, all.size - 2, all.size) };
+    const hp = hyper({ steps: 4, evalEvery: 0, seed: 5n, momentum: 0.5 });
+    const a = opts(ds, tmp(), hp, split);
+    let m = 0;
+    await train({ ...a, shouldStop: () => m++ >= 1 });
+    const path = join(a.runDir, "scales.safetensors");
+    const ck = loadScalesCheckpoint(path, { trainables: a.backend.trainables });
+    const withRule = (rule: string | undefined) => {
+      const extra = { ...ck.meta.extra };
+      delete extra["stepRule"];
+      saveScalesCheckpoint(path, { ...ck, meta: { ...ck.meta, extra: rule === undefined ? extra : { ...extra, stepRule: rule } } });
+    };
+    for (const [rule, why] of [
+      [undefined, "the checkpoint holds no step rule state (momentum, rms step size) to resume with"],
+      ["oops", "the step rule's state is not JSON"],
+      ["{}", "the step rule's state lacks v, n or window"],
+    ] as const) {
+      withRule(rule);
+      const err = await train(opts(ds, a.runDir, hp, { ...split, resume: true })).then(() => undefined, (e: Error) => e);
+      expect(err?.message).toBe(`${path}: ${why}`);
+    }
+  });
 });
 
 describe("schedules and progress", () => {
